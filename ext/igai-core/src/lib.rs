@@ -1,0 +1,12 @@
+//! igai's core, free of Ruby: getaddrinfo(3) requests ([`lookup`]), the bounded, coalescing
+//! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]),
+//! and the per-process resolver that ties them together and survives fork ([`resolver`]).
+//!
+//! The Ruby binding (crate `igai`) parses arguments, releases the GVL while a caller waits on a
+//! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
+
+pub mod lookup;
+pub mod pool;
+pub mod resolver;
+mod signals;
+pub mod wake;

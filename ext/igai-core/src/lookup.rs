@@ -1,0 +1,426 @@
+//! One name lookup, described and answered in plain Rust values.
+//!
+//! [`AddrQuery`] holds what `Socket.getaddrinfo` passes to getaddrinfo(3); [`AddrQuery::run`]
+//! performs it (blocking) and copies the C result list into owned [`AddrEntry`] values before
+//! freeing it, so no C pointer ever crosses a thread. Numeric hosts are resolved the way MRI's
+//! socket library does (see [`numeric_entries`]), which differs from glibc in a few corners.
+
+use std::ffi::{CStr, CString};
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::raw::{c_char, c_int};
+
+/// The `hints` argument of getaddrinfo(3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Hints {
+    pub flags: c_int,
+    pub family: c_int,
+    pub socktype: c_int,
+    pub protocol: c_int,
+}
+
+/// A getaddrinfo(3) request. Equal queries are coalesced into one lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AddrQuery {
+    pub host: Option<CString>,
+    pub service: Option<CString>,
+    pub hints: Hints,
+    /// Also find each address's host name with getnameinfo(3) (`reverse_lookup: true`).
+    pub reverse: bool,
+}
+
+/// One address of a lookup's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrEntry {
+    pub family: c_int,
+    pub socktype: c_int,
+    pub protocol: c_int,
+    /// The raw `struct sockaddr` bytes.
+    pub sockaddr: Vec<u8>,
+    /// `ai_canonname`, when getaddrinfo(3) set one (with `AI_CANONNAME`).
+    pub canonname: Option<CString>,
+    /// The address in numeric form (getnameinfo with `NI_NUMERICHOST`).
+    pub address: CString,
+    /// The port number.
+    pub port: c_int,
+    /// The host name found by reverse lookup, when one was asked for and found.
+    pub hostname: Option<CString>,
+}
+
+/// Which C call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    GetAddrInfo,
+    GetNameInfo,
+}
+
+/// A failed lookup: the `EAI_*` code, and `errno` as it was right after the call
+/// (meaningful when the code is `EAI_SYSTEM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupError {
+    pub call: Call,
+    pub code: c_int,
+    pub errno: c_int,
+}
+
+/// What a lookup produces.
+pub type Outcome = Result<Vec<AddrEntry>, LookupError>;
+
+impl AddrQuery {
+    /// True when the answer needs neither DNS nor any other name service: the host is a
+    /// numeric address MRI would resolve by itself and no reverse lookup is wanted.
+    /// Such a query is answered on the caller's thread by [`AddrQuery::run`] at once.
+    pub fn resolves_inline(&self) -> bool {
+        !self.reverse && numeric_entries(self).is_some()
+    }
+
+    /// Performs the lookup. Blocks for as long as the system resolver takes.
+    pub fn run(&self) -> Outcome {
+        let mut entries = match numeric_entries(self) {
+            Some(entries) => entries,
+            None => system_getaddrinfo(self)?,
+        };
+        for entry in &mut entries {
+            let (address, port) = numeric_name(&entry.sockaddr)?;
+            entry.address = address;
+            entry.port = port;
+            if self.reverse {
+                entry.hostname = reverse_name(&entry.sockaddr);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Resolves a numeric host as MRI's `numeric_getaddrinfo` does, or returns `None` when MRI would
+/// hand the query to getaddrinfo(3): the host is absent or not a plain IPv6/IPv4 literal, the
+/// service is not a port number below 65536, the family does not fit, or nothing matches the
+/// socket type and protocol. Hint flags are ignored, as MRI ignores them; entries come in the
+/// order stream, datagram, raw; a nonzero hint protocol is copied into every entry.
+pub fn numeric_entries(query: &AddrQuery) -> Option<Vec<AddrEntry>> {
+    let host_c = query.host.as_deref()?;
+    let host = host_c.to_str().ok()?;
+    let port = numeric_port(query.service.as_deref())?;
+    let Hints {
+        family,
+        socktype,
+        protocol,
+        ..
+    } = query.hints;
+    let only = |chars: &str| host.chars().all(|c| chars.contains(c));
+    let fits = |wanted: c_int| family == libc::AF_UNSPEC || family == wanted;
+    let v6 = (fits(libc::AF_INET6) && only("0123456789abcdefABCDEF.:"))
+        .then(|| inet_pton::<16>(libc::AF_INET6, host_c))
+        .flatten()
+        .map(|bytes| sockaddr_in6(Ipv6Addr::from(bytes), port));
+    let sockaddr = match v6 {
+        Some(sockaddr) => sockaddr,
+        None => (fits(libc::AF_INET) && only("0123456789."))
+            .then(|| inet_pton::<4>(libc::AF_INET, host_c))
+            .flatten()
+            .map(|bytes| sockaddr_in(Ipv4Addr::from(bytes), port))?,
+    };
+    let kinds = [
+        (libc::SOCK_STREAM, libc::IPPROTO_TCP),
+        (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+        (libc::SOCK_RAW, 0),
+    ];
+    let entries: Vec<AddrEntry> = kinds
+        .iter()
+        .filter(|(kind, kind_protocol)| {
+            (socktype == 0 || socktype == *kind)
+                && (protocol == 0 || *kind_protocol == 0 || protocol == *kind_protocol)
+        })
+        .map(|&(kind, kind_protocol)| AddrEntry {
+            family: family_of(&sockaddr),
+            socktype: kind,
+            protocol: if protocol != 0 { protocol } else { kind_protocol },
+            sockaddr: sockaddr.clone(),
+            canonname: None,
+            address: CString::default(),
+            port: 0,
+            hostname: None,
+        })
+        .collect();
+    (!entries.is_empty()).then_some(entries)
+}
+
+/// MRI's `parse_numeric_port`: absent means port 0; otherwise only digits, below 65536.
+fn numeric_port(service: Option<&CStr>) -> Option<u16> {
+    let Some(service) = service else {
+        return Some(0);
+    };
+    let digits = service.to_str().ok()?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.is_empty() {
+        return Some(0);
+    }
+    digits.parse::<u16>().ok()
+}
+
+extern "C" {
+    // POSIX; declared here because the libc crate does not bind it for every target.
+    #[link_name = "inet_pton"]
+    fn inet_pton_c(family: c_int, src: *const c_char, dst: *mut std::ffi::c_void) -> c_int;
+}
+
+/// inet_pton(3): the `N` address bytes of `text` in `family`, as MRI parses them.
+fn inet_pton<const N: usize>(family: c_int, text: &CStr) -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    // SAFETY: `text` is NUL-terminated; `bytes` has room for the address of `family`
+    // (callers pair AF_INET with 4 and AF_INET6 with 16).
+    let parsed = unsafe { inet_pton_c(family, text.as_ptr(), bytes.as_mut_ptr().cast()) };
+    (parsed == 1).then_some(bytes)
+}
+
+fn sockaddr_in(ip: Ipv4Addr, port: u16) -> Vec<u8> {
+    // SAFETY: sockaddr_in is plain old data; all-zero bytes are a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+    bytes_of(&sa)
+}
+
+fn sockaddr_in6(ip: Ipv6Addr, port: u16) -> Vec<u8> {
+    // SAFETY: sockaddr_in6 is plain old data; all-zero bytes are a valid value.
+    let mut sa: libc::sockaddr_in6 = unsafe { zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = port.to_be();
+    sa.sin6_addr.s6_addr = ip.octets();
+    bytes_of(&sa)
+}
+
+fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
+    // SAFETY: `value` is a live, initialised `T` (a C sockaddr struct without padding holes
+    // we read uninitialised: it was zeroed first), viewed as `size_of::<T>()` bytes.
+    unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()).to_vec() }
+}
+
+/// The address family stored in a sockaddr's first field.
+fn family_of(sockaddr: &[u8]) -> c_int {
+    let mut family = [0u8; size_of::<libc::sa_family_t>()];
+    let len = family.len();
+    family.copy_from_slice(&sockaddr[..len]);
+    libc::sa_family_t::from_ne_bytes(family) as c_int
+}
+
+/// Calls getaddrinfo(3) and copies its list.
+fn system_getaddrinfo(query: &AddrQuery) -> Result<Vec<AddrEntry>, LookupError> {
+    // SAFETY: an all-zero addrinfo is the documented way to start hints.
+    let mut hints: libc::addrinfo = unsafe { zeroed() };
+    hints.ai_flags = query.hints.flags;
+    hints.ai_family = query.hints.family;
+    hints.ai_socktype = query.hints.socktype;
+    hints.ai_protocol = query.hints.protocol;
+    let host = query.host.as_ref().map_or(std::ptr::null(), |h| h.as_ptr());
+    let service = query.service.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: host and service are null or NUL-terminated strings owned by `query`, hints is a
+    // valid addrinfo, and `list` receives a list we free below with freeaddrinfo.
+    let code = unsafe { libc::getaddrinfo(host, service, &hints, &mut list) };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    if code != 0 {
+        // Like MRI on Linux: an NSS module missing its files reports EAI_SYSTEM/ENOENT,
+        // which means "no such name" to the user.
+        let code = if code == libc::EAI_SYSTEM && errno == libc::ENOENT {
+            libc::EAI_NONAME
+        } else {
+            code
+        };
+        return Err(LookupError {
+            call: Call::GetAddrInfo,
+            code,
+            errno,
+        });
+    }
+    let mut entries = Vec::new();
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` walks the list getaddrinfo returned; each node and its ai_addr
+        // (ai_addrlen bytes) and ai_canonname (NUL-terminated or null) are valid until
+        // freeaddrinfo below, and we copy everything we keep.
+        let ai = unsafe { &*cursor };
+        let sockaddr = if ai.ai_addr.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: see above: ai_addr points at ai_addrlen readable bytes.
+            unsafe { std::slice::from_raw_parts(ai.ai_addr as *const u8, ai.ai_addrlen as usize) }
+                .to_vec()
+        };
+        let canonname = (!ai.ai_canonname.is_null())
+            // SAFETY: see above: a non-null ai_canonname is a NUL-terminated string.
+            .then(|| unsafe { CStr::from_ptr(ai.ai_canonname) }.to_owned());
+        entries.push(AddrEntry {
+            family: ai.ai_family,
+            socktype: ai.ai_socktype,
+            protocol: ai.ai_protocol,
+            sockaddr,
+            canonname,
+            address: CString::default(),
+            port: 0,
+            hostname: None,
+        });
+        cursor = ai.ai_next;
+    }
+    // SAFETY: `list` came from a successful getaddrinfo and is freed exactly once.
+    unsafe { libc::freeaddrinfo(list) };
+    Ok(entries)
+}
+
+/// getnameinfo(3) with `NI_NUMERICHOST | NI_NUMERICSERV`: the address text and port number.
+pub fn numeric_name(sockaddr: &[u8]) -> Result<(CString, c_int), LookupError> {
+    let mut host = [0 as c_char; 1024];
+    let mut serv = [0 as c_char; 1024];
+    let code = getnameinfo(
+        sockaddr,
+        &mut host,
+        Some(&mut serv),
+        libc::NI_NUMERICHOST | libc::NI_NUMERICSERV,
+    );
+    if code != 0 {
+        return Err(LookupError {
+            call: Call::GetNameInfo,
+            code,
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        });
+    }
+    // SAFETY: getnameinfo succeeded, so both buffers hold NUL-terminated strings.
+    let (host, serv) = unsafe { (CStr::from_ptr(host.as_ptr()), CStr::from_ptr(serv.as_ptr())) };
+    // Like C's atoi: leading digits, 0 when there are none.
+    let port = serv
+        .to_bytes()
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0i64, |n, b| (n * 10 + i64::from(b - b'0')).min(i64::from(c_int::MAX)));
+    Ok((host.to_owned(), port as c_int))
+}
+
+/// getnameinfo(3) without flags: the host name for an address, `None` when the lookup fails.
+fn reverse_name(sockaddr: &[u8]) -> Option<CString> {
+    let mut host = [0 as c_char; 1024];
+    if getnameinfo(sockaddr, &mut host, None, 0) != 0 {
+        return None;
+    }
+    // SAFETY: getnameinfo succeeded, so `host` holds a NUL-terminated string.
+    Some(unsafe { CStr::from_ptr(host.as_ptr()) }.to_owned())
+}
+
+fn getnameinfo(
+    sockaddr: &[u8],
+    host: &mut [c_char],
+    serv: Option<&mut [c_char]>,
+    flags: c_int,
+) -> c_int {
+    let (serv_ptr, serv_len) = match serv {
+        Some(buf) => (buf.as_mut_ptr(), buf.len()),
+        None => (std::ptr::null_mut(), 0),
+    };
+    // SAFETY: `sockaddr` is `sockaddr.len()` readable bytes; the output buffers are writable
+    // for the lengths passed (or null with length 0); getnameinfo writes NUL-terminated text.
+    unsafe {
+        libc::getnameinfo(
+            sockaddr.as_ptr() as *const libc::sockaddr,
+            sockaddr.len() as libc::socklen_t,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            serv_ptr,
+            serv_len as libc::socklen_t,
+            flags,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(host: &str, service: Option<&str>, hints: Hints) -> AddrQuery {
+        AddrQuery {
+            host: Some(CString::new(host).unwrap()),
+            service: service.map(|s| CString::new(s).unwrap()),
+            hints,
+            reverse: false,
+        }
+    }
+
+    #[test]
+    fn numeric_ipv4_gives_stream_datagram_raw_in_order() {
+        let q = query("127.0.0.1", Some("80"), Hints::default());
+        assert!(q.resolves_inline());
+        let entries = q.run().unwrap();
+        let kinds: Vec<_> = entries.iter().map(|e| (e.socktype, e.protocol)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (libc::SOCK_STREAM, libc::IPPROTO_TCP),
+                (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+                (libc::SOCK_RAW, 0)
+            ]
+        );
+        assert!(entries.iter().all(|e| e.family == libc::AF_INET
+            && e.port == 80
+            && e.address.to_str() == Ok("127.0.0.1")));
+    }
+
+    #[test]
+    fn numeric_ipv6_and_hint_protocol_copied_like_mri() {
+        let hints = Hints {
+            protocol: libc::IPPROTO_TCP,
+            ..Hints::default()
+        };
+        let entries = query("::1", None, hints).run().unwrap();
+        let kinds: Vec<_> = entries.iter().map(|e| (e.socktype, e.protocol)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (libc::SOCK_STREAM, libc::IPPROTO_TCP),
+                (libc::SOCK_RAW, libc::IPPROTO_TCP)
+            ]
+        );
+        assert_eq!(entries[0].address.to_str(), Ok("::1"));
+        assert_eq!(entries[0].family, libc::AF_INET6);
+    }
+
+    #[test]
+    fn names_service_names_and_mismatched_families_are_not_numeric() {
+        assert!(!query("localhost", Some("80"), Hints::default()).resolves_inline());
+        assert!(!query("127.0.0.1", Some("http"), Hints::default()).resolves_inline());
+        assert!(!query("127.0.0.1", Some("65536"), Hints::default()).resolves_inline());
+        let v6_only = Hints {
+            family: libc::AF_INET6,
+            ..Hints::default()
+        };
+        assert!(!query("127.0.0.1", None, v6_only).resolves_inline());
+        assert!(!query("fe80::1%lo", None, Hints::default()).resolves_inline());
+        assert!(!query("1.2.3", None, Hints::default()).resolves_inline());
+        let seqpacket = Hints {
+            socktype: libc::SOCK_SEQPACKET,
+            ..Hints::default()
+        };
+        assert!(!query("127.0.0.1", None, seqpacket).resolves_inline());
+    }
+
+    #[test]
+    fn empty_service_is_port_zero() {
+        let entries = query("10.1.2.3", Some(""), Hints::default()).run().unwrap();
+        assert_eq!(entries[0].port, 0);
+    }
+
+    #[test]
+    fn a_reverse_lookup_is_never_inline() {
+        let mut q = query("127.0.0.1", Some("80"), Hints::default());
+        q.reverse = true;
+        assert!(!q.resolves_inline());
+    }
+
+    #[test]
+    fn system_errors_keep_their_code() {
+        let q = query("", None, Hints::default());
+        let error = q.run().unwrap_err();
+        assert_eq!(error.call, Call::GetAddrInfo);
+        assert_eq!(error.code, libc::EAI_NONAME);
+    }
+}

@@ -1,0 +1,97 @@
+//! The process-wide resolver: one worker pool per process, replaced in a forked child.
+//!
+//! After fork(2) only the forking thread exists in the child; the parent's workers, and any
+//! lock one of them held at that moment, are gone or frozen. So the child must not touch the
+//! parent's pool at all: a `pthread_atfork` child handler (one atomic store, which is
+//! async-signal-safe) forgets the pool, and the child's first lookup builds a new one. The
+//! parent's pool stays allocated in the child and is never used again: a bounded, one-off
+//! leak per fork, and the price of never touching a lock that may be held. No prepare handler
+//! is registered, so `fork` never waits for lookups in flight.
+
+use crate::lookup::{AddrQuery, Outcome};
+use crate::pool::{Config, Pool};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The pool type behind `Socket.interruptible_getaddrinfo`.
+pub type Resolver = Pool<AddrQuery, Outcome>;
+
+/// Default cap on lookup threads (see the README for why 64).
+pub const DEFAULT_MAX_WORKERS: usize = 64;
+/// Default time an idle lookup thread waits for work before it exits.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stack of a lookup thread. getaddrinfo(3) with glibc's DNS, files and myhostname modules
+/// uses a few tens of KiB; 256 KiB leaves ample room for other NSS modules while keeping
+/// the address space of a full pool small. Only touched pages cost memory.
+pub const STACK_SIZE: usize = 256 * 1024;
+
+static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS);
+static IDLE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_millis() as u64);
+static CURRENT: AtomicPtr<Resolver> = AtomicPtr::new(std::ptr::null_mut());
+static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// This process's resolver, created on first use (and again after a fork).
+pub fn resolver() -> &'static Resolver {
+    let current = CURRENT.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: CURRENT only ever holds pointers from Box::into_raw below that are never
+        // freed once published, so a non-null pointer is valid for the rest of the process.
+        return unsafe { &*current };
+    }
+    if !FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel) {
+        // SAFETY: registering a child handler that is an `extern "C" fn()` with no
+        // preconditions; glibc keeps the registration for the life of the process.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    }
+    let config = Config {
+        max_workers: MAX_WORKERS.load(Ordering::Relaxed),
+        idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed)),
+        stack_size: STACK_SIZE,
+        thread_name: "igai-resolver".to_owned(),
+    };
+    let fresh = Box::into_raw(Box::new(Pool::new(config, AddrQuery::run)));
+    match CURRENT.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: `fresh` was just published and, like every published pool, is never freed.
+        Ok(_) => unsafe { &*fresh },
+        Err(existing) => {
+            // Another thread published first; ours was never shared, so free it.
+            // SAFETY: `fresh` came from Box::into_raw above and nobody else has seen it.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: as above, a published pool is valid for the rest of the process.
+            unsafe { &*existing }
+        }
+    }
+}
+
+extern "C" fn forget_in_child() {
+    CURRENT.store(std::ptr::null_mut(), Ordering::Release);
+}
+
+/// Sets the cap on lookup threads, for this pool and any made after a fork.
+pub fn set_max_workers(max_workers: usize) {
+    let max_workers = max_workers.max(1);
+    MAX_WORKERS.store(max_workers, Ordering::Relaxed);
+    resolver().set_max_workers(max_workers);
+}
+
+/// The cap on lookup threads.
+pub fn max_workers() -> usize {
+    MAX_WORKERS.load(Ordering::Relaxed)
+}
+
+/// Sets how long idle lookup threads linger. Applies to pools created afterwards and, through
+/// [`Pool::set_idle_timeout`], to the current one.
+pub fn set_idle_timeout(timeout: Duration) {
+    IDLE_TIMEOUT_MS.store(timeout.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    resolver().set_idle_timeout(timeout);
+}
+
+/// How long idle lookup threads linger.
+pub fn idle_timeout() -> Duration {
+    Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed))
+}
