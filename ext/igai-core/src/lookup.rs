@@ -66,12 +66,21 @@ pub struct LookupError {
 /// What a lookup produces.
 pub type Outcome = Result<Vec<AddrEntry>, LookupError>;
 
+impl AddrEntry {
+    /// The family stored in the sockaddr itself (MRI names the family from it).
+    pub fn sockaddr_family(&self) -> c_int {
+        if self.sockaddr.len() < size_of::<libc::sa_family_t>() {
+            return libc::AF_UNSPEC;
+        }
+        family_of(&self.sockaddr)
+    }
+}
+
 impl AddrQuery {
-    /// True when the answer needs neither DNS nor any other name service: the host is a
-    /// numeric address MRI would resolve by itself and no reverse lookup is wanted.
-    /// Such a query is answered on the caller's thread by [`AddrQuery::run`] at once.
-    pub fn resolves_inline(&self) -> bool {
-        !self.reverse && numeric_entries(self).is_some()
+    /// True when the host is a numeric address that MRI resolves by itself (see
+    /// [`numeric_entries`]): without `reverse`, [`AddrQuery::run`] then returns at once.
+    pub fn is_numeric(&self) -> bool {
+        numeric_entries(self).is_some()
     }
 
     /// Performs the lookup. Blocks for as long as the system resolver takes.
@@ -134,7 +143,11 @@ pub fn numeric_entries(query: &AddrQuery) -> Option<Vec<AddrEntry>> {
         .map(|&(kind, kind_protocol)| AddrEntry {
             family: family_of(&sockaddr),
             socktype: kind,
-            protocol: if protocol != 0 { protocol } else { kind_protocol },
+            protocol: if protocol != 0 {
+                protocol
+            } else {
+                kind_protocol
+            },
             sockaddr: sockaddr.clone(),
             canonname: None,
             address: CString::default(),
@@ -216,7 +229,10 @@ fn system_getaddrinfo(query: &AddrQuery) -> Result<Vec<AddrEntry>, LookupError> 
     hints.ai_socktype = query.hints.socktype;
     hints.ai_protocol = query.hints.protocol;
     let host = query.host.as_ref().map_or(std::ptr::null(), |h| h.as_ptr());
-    let service = query.service.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    let service = query
+        .service
+        .as_ref()
+        .map_or(std::ptr::null(), |s| s.as_ptr());
     let mut list: *mut libc::addrinfo = std::ptr::null_mut();
     // SAFETY: host and service are null or NUL-terminated strings owned by `query`, hints is a
     // valid addrinfo, and `list` receives a list we free below with freeaddrinfo.
@@ -294,7 +310,9 @@ pub fn numeric_name(sockaddr: &[u8]) -> Result<(CString, c_int), LookupError> {
         .to_bytes()
         .iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0i64, |n, b| (n * 10 + i64::from(b - b'0')).min(i64::from(c_int::MAX)));
+        .fold(0i64, |n, b| {
+            (n * 10 + i64::from(b - b'0')).min(i64::from(c_int::MAX))
+        });
     Ok((host.to_owned(), port as c_int))
 }
 
@@ -349,7 +367,7 @@ mod tests {
     #[test]
     fn numeric_ipv4_gives_stream_datagram_raw_in_order() {
         let q = query("127.0.0.1", Some("80"), Hints::default());
-        assert!(q.resolves_inline());
+        assert!(q.is_numeric());
         let entries = q.run().unwrap();
         let kinds: Vec<_> = entries.iter().map(|e| (e.socktype, e.protocol)).collect();
         assert_eq!(
@@ -386,34 +404,27 @@ mod tests {
 
     #[test]
     fn names_service_names_and_mismatched_families_are_not_numeric() {
-        assert!(!query("localhost", Some("80"), Hints::default()).resolves_inline());
-        assert!(!query("127.0.0.1", Some("http"), Hints::default()).resolves_inline());
-        assert!(!query("127.0.0.1", Some("65536"), Hints::default()).resolves_inline());
+        assert!(!query("localhost", Some("80"), Hints::default()).is_numeric());
+        assert!(!query("127.0.0.1", Some("http"), Hints::default()).is_numeric());
+        assert!(!query("127.0.0.1", Some("65536"), Hints::default()).is_numeric());
         let v6_only = Hints {
             family: libc::AF_INET6,
             ..Hints::default()
         };
-        assert!(!query("127.0.0.1", None, v6_only).resolves_inline());
-        assert!(!query("fe80::1%lo", None, Hints::default()).resolves_inline());
-        assert!(!query("1.2.3", None, Hints::default()).resolves_inline());
+        assert!(!query("127.0.0.1", None, v6_only).is_numeric());
+        assert!(!query("fe80::1%lo", None, Hints::default()).is_numeric());
+        assert!(!query("1.2.3", None, Hints::default()).is_numeric());
         let seqpacket = Hints {
             socktype: libc::SOCK_SEQPACKET,
             ..Hints::default()
         };
-        assert!(!query("127.0.0.1", None, seqpacket).resolves_inline());
+        assert!(!query("127.0.0.1", None, seqpacket).is_numeric());
     }
 
     #[test]
     fn empty_service_is_port_zero() {
         let entries = query("10.1.2.3", Some(""), Hints::default()).run().unwrap();
         assert_eq!(entries[0].port, 0);
-    }
-
-    #[test]
-    fn a_reverse_lookup_is_never_inline() {
-        let mut q = query("127.0.0.1", Some("80"), Hints::default());
-        q.reverse = true;
-        assert!(!q.resolves_inline());
     }
 
     #[test]

@@ -156,7 +156,10 @@ where
         cell.reset();
         if let Some(&id) = state.in_flight.get(&key) {
             state.coalesced += 1;
-            let job = state.jobs.get_mut(&id).expect("in-flight job is registered");
+            let job = state
+                .jobs
+                .get_mut(&id)
+                .expect("in-flight job is registered");
             let was_abandoned = job.waiters.is_empty();
             job.waiters.push(cell);
             if was_abandoned {
@@ -231,7 +234,9 @@ where
 {
     fn lock(&self) -> MutexGuard<'_, State<K, O>> {
         // No code panics while holding the lock, but never let a poisoned flag wedge lookups.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes sure queued jobs have workers: wakes idle ones, starts new ones up to the cap.
@@ -261,8 +266,7 @@ where
     fn fail_queue(state: &mut State<K, O>, error: &std::io::Error) {
         while let Some(id) = state.queue.pop_front() {
             let job = state.jobs.get_mut(&id).expect("queued job is registered");
-            job.progress =
-                Progress::NoThread(std::io::Error::new(error.kind(), error.to_string()));
+            job.progress = Progress::NoThread(std::io::Error::new(error.kind(), error.to_string()));
             for cell in &job.waiters {
                 cell.notify_done();
             }
@@ -315,7 +319,11 @@ where
     }
 
     /// Runs job `id` without the lock, then hands its outcome to the waiters.
-    fn run<'a>(&'a self, mut state: MutexGuard<'a, State<K, O>>, id: JobId) -> MutexGuard<'a, State<K, O>> {
+    fn run<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<K, O>>,
+        id: JobId,
+    ) -> MutexGuard<'a, State<K, O>> {
         let job = state.jobs.get_mut(&id).expect("queued job is registered");
         job.progress = Progress::Running;
         let key = Arc::clone(&job.key);
@@ -413,7 +421,6 @@ where
             self.cell.sleep(deadline);
         }
     }
-
 }
 
 /// Removes the waiter `cell` from job `id`, withdrawing or releasing the job as needed.

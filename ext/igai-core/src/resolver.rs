@@ -87,7 +87,10 @@ pub fn max_workers() -> usize {
 /// Sets how long idle lookup threads linger. Applies to pools created afterwards and, through
 /// [`Pool::set_idle_timeout`], to the current one.
 pub fn set_idle_timeout(timeout: Duration) {
-    IDLE_TIMEOUT_MS.store(timeout.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    IDLE_TIMEOUT_MS.store(
+        timeout.as_millis().min(u64::MAX as u128) as u64,
+        Ordering::Relaxed,
+    );
     resolver().set_idle_timeout(timeout);
 }
 

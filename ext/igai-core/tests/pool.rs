@@ -108,7 +108,10 @@ fn jobs_beyond_the_cap_wait_in_the_queue_and_run_later() {
     for key in 1..=5 {
         gates.open(key);
     }
-    let values: Vec<_> = tickets.iter_mut().map(|t| done_value(t.wait(None))).collect();
+    let values: Vec<_> = tickets
+        .iter_mut()
+        .map(|t| done_value(t.wait(None)))
+        .collect();
     assert_eq!(values, [10, 20, 30, 40, 50]);
     assert_eq!(pool.stats().workers, 2);
 }

@@ -1,0 +1,265 @@
+//! Argument conversion for `Socket.interruptible_getaddrinfo`, with the order, results and
+//! errors of MRI's `Socket.getaddrinfo` (ext/socket's `host_str`, `port_str`, `constant_arg`
+//! and `rsock_revlookup_flag`). Where MRI calls a conversion function of Ruby's C API that may
+//! raise, we call the same function under `rb_protect`, so the exception is Ruby's own.
+
+use igai_core::lookup::Hints;
+use magnus::rb_sys::{protect, AsRawValue};
+use magnus::{prelude::*, Error, Fixnum, RClass, RModule, RString, Ruby, Symbol, Value};
+use std::ffi::{CStr, CString};
+use std::net::Ipv4Addr;
+use std::os::raw::c_int;
+use std::time::Duration;
+
+/// MRI's host buffer (NI_MAXHOST): a host name must be shorter.
+const HOST_MAX: usize = 1025;
+/// MRI's service buffer (NI_MAXSERV): a service name must be shorter.
+const SERVICE_MAX: usize = 32;
+
+/// Builds the hints from `family`, `socktype`, `protocol` and `flags` (each may be nil).
+pub fn hints(
+    ruby: &Ruby,
+    family: Value,
+    socktype: Value,
+    protocol: Value,
+    flags: Value,
+) -> Result<Hints, Error> {
+    let mut hints = Hints::default();
+    if !family.is_nil() {
+        hints.family = constant_arg(ruby, family, &["AF_", "PF_"], "unknown socket domain")?;
+    }
+    if !socktype.is_nil() {
+        hints.socktype = constant_arg(ruby, socktype, &["SOCK_"], "unknown socket type")?;
+    }
+    if !protocol.is_nil() {
+        hints.protocol = num_to_int(protocol)?;
+    }
+    if !flags.is_nil() {
+        hints.flags = num_to_int(flags)?;
+    }
+    Ok(hints)
+}
+
+/// Whether to look up host names for the addresses: `true`/`:hostname` yes, `false`/`:numeric`
+/// no, nil the default (`!BasicSocket.do_not_reverse_lookup`).
+pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
+    if value.is_nil() {
+        let basic_socket: Value = ruby.class_object().const_get("BasicSocket")?;
+        let no_reverse: bool = basic_socket.funcall("do_not_reverse_lookup", ())?;
+        return Ok(!no_reverse);
+    }
+    if value.as_raw() == ruby.qtrue().as_raw() {
+        return Ok(true);
+    }
+    if value.as_raw() == ruby.qfalse().as_raw() {
+        return Ok(false);
+    }
+    protect(|| {
+        // SAFETY: GVL held; rb_check_type only inspects `value` and raises TypeError
+        // ("wrong argument type X (expected Symbol)") as MRI's Check_Type does.
+        unsafe {
+            rb_sys::rb_check_type(
+                value.as_raw(),
+                rb_sys::ruby_value_type::RUBY_T_SYMBOL as c_int,
+            )
+        };
+        ruby.qnil().as_raw()
+    })?;
+    let symbol = Symbol::from_value(value).expect("checked to be a Symbol");
+    match symbol.name()?.as_ref() {
+        "numeric" => Ok(false),
+        "hostname" => Ok(true),
+        other => Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("invalid reverse_lookup flag: :{other}"),
+        )),
+    }
+}
+
+/// Converts the host like MRI's `host_str`, adding `AI_NUMERICHOST` to `flags` where MRI does.
+/// nil is no host; an Integer is an IPv4 address; "" and "<any>" are 0.0.0.0;
+/// "<broadcast>" is 255.255.255.255.
+pub fn host(ruby: &Ruby, host: Value, flags: &mut c_int) -> Result<Option<CString>, Error> {
+    if host.is_nil() {
+        return Ok(None);
+    }
+    if host.is_kind_of(ruby.class_integer()) {
+        let mut number = 0;
+        protect(|| {
+            // SAFETY: GVL held; rb_num2uint raises RangeError for values out of range.
+            number = unsafe { rb_sys::rb_num2uint(host.as_raw()) } as u32;
+            ruby.qnil().as_raw()
+        })?;
+        *flags |= libc::AI_NUMERICHOST;
+        return Ok(Some(dotted(Ipv4Addr::from(number))));
+    }
+    let name = string_value_cstr(host)?;
+    match name.to_bytes() {
+        b"" | b"<any>" => {
+            *flags |= libc::AI_NUMERICHOST;
+            Ok(Some(dotted(Ipv4Addr::UNSPECIFIED)))
+        }
+        b"<broadcast>" => {
+            *flags |= libc::AI_NUMERICHOST;
+            Ok(Some(dotted(Ipv4Addr::BROADCAST)))
+        }
+        bytes if bytes.len() >= HOST_MAX => Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("hostname too long ({})", bytes.len()),
+        )),
+        _ => Ok(Some(name)),
+    }
+}
+
+/// Converts the service like MRI's `port_str`: a Fixnum becomes its decimal text (adding
+/// `AI_NUMERICSERV`), anything else must convert to a String without NUL bytes.
+pub fn service(ruby: &Ruby, service: Value, flags: &mut c_int) -> Result<Option<CString>, Error> {
+    if service.is_nil() {
+        return Ok(None);
+    }
+    if let Some(port) = Fixnum::from_value(service) {
+        *flags |= libc::AI_NUMERICSERV;
+        let text = CString::new(port.to_i64().to_string()).expect("digits have no NUL");
+        return Ok(Some(text));
+    }
+    let name = string_value_cstr(service)?;
+    if name.to_bytes().len() >= SERVICE_MAX {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("service name too long ({})", name.to_bytes().len()),
+        ));
+    }
+    Ok(Some(name))
+}
+
+/// Converts `timeout:`: nil is none; otherwise what Ruby accepts as a time interval
+/// (a non-negative Integer, Float or Rational), with Ruby's own errors.
+pub fn timeout(ruby: &Ruby, timeout: Value) -> Result<Option<Duration>, Error> {
+    if timeout.is_nil() {
+        return Ok(None);
+    }
+    let mut interval = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    protect(|| {
+        // SAFETY: GVL held; rb_time_interval raises ArgumentError for negative values and
+        // TypeError for non-numbers, and otherwise returns a normalised timeval.
+        let tv = unsafe { rb_sys::rb_time_interval(timeout.as_raw()) };
+        interval.tv_sec = tv.tv_sec;
+        interval.tv_usec = tv.tv_usec;
+        ruby.qnil().as_raw()
+    })?;
+    Ok(Some(
+        Duration::from_secs(interval.tv_sec.max(0) as u64)
+            + Duration::from_micros(interval.tv_usec.max(0) as u64),
+    ))
+}
+
+/// MRI's `constant_arg`: a Symbol, or anything convertible with `to_str`, names a constant of
+/// `Socket::Constants` with or without one of `prefixes`; anything else goes through
+/// `NUM2INT`. An unknown name raises `SocketError` "`what`: name".
+fn constant_arg(ruby: &Ruby, arg: Value, prefixes: &[&str], what: &str) -> Result<c_int, Error> {
+    let name = match Symbol::from_value(arg) {
+        // SAFETY: GVL held; rb_sym2str returns the symbol's (frozen) name string.
+        Some(_) => RString::from_value(unsafe_value(unsafe { rb_sys::rb_sym2str(arg.as_raw()) })),
+        None => {
+            let mut converted = ruby.qnil().as_raw();
+            protect(|| {
+                // SAFETY: GVL held; rb_check_string_type calls `to_str` if defined and
+                // returns nil otherwise (raising only if `to_str` misbehaves).
+                converted = unsafe { rb_sys::rb_check_string_type(arg.as_raw()) };
+                converted
+            })?;
+            RString::from_value(unsafe_value(converted))
+        }
+    };
+    let Some(name) = name else {
+        return num_to_int(arg);
+    };
+    // SAFETY: the bytes are copied before any Ruby code can run and change the string.
+    let bytes = unsafe { name.as_slice() }.to_vec();
+    if let Some(value) = constant_value(ruby, &bytes, prefixes)? {
+        return Ok(value);
+    }
+    let shown = bytes.split(|b| *b == 0).next().unwrap_or_default();
+    Err(Error::new(
+        socket_error(ruby)?,
+        format!("{what}: {}", String::from_utf8_lossy(shown)),
+    ))
+}
+
+/// The value of `Socket::Constants::<prefix><name>` (or `<name>` when it already carries one
+/// of the prefixes), if such an Integer constant exists.
+fn constant_value(ruby: &Ruby, name: &[u8], prefixes: &[&str]) -> Result<Option<c_int>, Error> {
+    let Ok(name) = std::str::from_utf8(name) else {
+        return Ok(None);
+    };
+    let valid = |candidate: &str| {
+        candidate.starts_with(|c: char| c.is_ascii_uppercase())
+            && candidate
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let constants: RModule = ruby
+        .class_object()
+        .const_get::<_, RClass>("Socket")?
+        .const_get("Constants")?;
+    let candidates: Vec<String> = if prefixes.iter().any(|p| name.starts_with(p)) {
+        vec![name.to_owned()]
+    } else {
+        prefixes.iter().map(|p| format!("{p}{name}")).collect()
+    };
+    for candidate in candidates.iter().filter(|c| valid(c)) {
+        let defined: bool = constants.funcall("const_defined?", (candidate.as_str(), false))?;
+        if defined {
+            let value: Value = constants.const_get(candidate.as_str())?;
+            if let Some(number) = Fixnum::from_value(value) {
+                return Ok(Some(number.to_i64() as c_int));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// MRI's `NUM2INT`, with its TypeError and RangeError.
+pub fn num_to_int(value: Value) -> Result<c_int, Error> {
+    let mut number = 0;
+    protect(|| {
+        // SAFETY: GVL held; rb_num2int raises for non-numbers and out-of-range values.
+        number = unsafe { rb_sys::rb_num2int(value.as_raw()) } as c_int;
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
+    Ok(number)
+}
+
+/// MRI's `StringValueCStr`: converts with `to_str`, and raises ArgumentError for NUL bytes.
+pub fn string_value_cstr(value: Value) -> Result<CString, Error> {
+    let mut raw = value.as_raw();
+    let mut copy = CString::default();
+    protect(|| {
+        // SAFETY: GVL held; `raw` is a live VALUE on our stack (seen by the conservative GC)
+        // that rb_string_value_cstr may replace with the converted string. On success the
+        // returned pointer is a NUL-terminated buffer of that string, copied at once.
+        let text = unsafe { CStr::from_ptr(rb_sys::rb_string_value_cstr(&mut raw)) };
+        copy = text.to_owned();
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
+    Ok(copy)
+}
+
+/// `SocketError`.
+pub fn socket_error(ruby: &Ruby) -> Result<magnus::ExceptionClass, Error> {
+    ruby.class_object().const_get("SocketError")
+}
+
+fn dotted(address: Ipv4Addr) -> CString {
+    CString::new(address.to_string()).expect("an IPv4 address has no NUL")
+}
+
+fn unsafe_value(raw: rb_sys::VALUE) -> Value {
+    use magnus::rb_sys::FromRawValue;
+    // SAFETY: `raw` was returned by a Ruby C API call made with the GVL held and is a live
+    // object (kept alive by our stack, which the GC scans).
+    unsafe { Value::from_raw(raw) }
+}

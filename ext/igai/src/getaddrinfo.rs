@@ -1,0 +1,41 @@
+//! `Igai::Native.getaddrinfo`, behind `Socket.interruptible_getaddrinfo` (lib/igai.rb).
+
+use crate::{args, convert, errors, resolve};
+use igai_core::lookup::AddrQuery;
+use magnus::{Error, RArray, Ruby, Value};
+use std::time::Instant;
+
+/// Resolves like `Socket.getaddrinfo(host, service, family, socktype, protocol, flags,
+/// reverse_lookup)`, but interruptibly, and giving up with `Errno::ETIMEDOUT` after `timeout`
+/// seconds (nil: no limit). Arguments are checked in MRI's order, with MRI's errors.
+#[allow(clippy::too_many_arguments)]
+pub fn getaddrinfo(
+    ruby: &Ruby,
+    host: Value,
+    service: Value,
+    family: Value,
+    socktype: Value,
+    protocol: Value,
+    flags: Value,
+    reverse_lookup: Value,
+    timeout: Value,
+) -> Result<RArray, Error> {
+    let mut hints = args::hints(ruby, family, socktype, protocol, flags)?;
+    let reverse = args::reverse_lookup(ruby, reverse_lookup)?;
+    let deadline = args::timeout(ruby, timeout)?.map(|limit| Instant::now() + limit);
+    let host_name = args::host(ruby, host, &mut hints.flags)?;
+    let service_name = args::service(ruby, service, &mut hints.flags)?;
+    let ends_in_newline = host_name
+        .as_ref()
+        .is_some_and(|name| name.as_bytes().last() == Some(&b'\n'));
+    let query = AddrQuery {
+        host: host_name,
+        service: service_name,
+        hints,
+        reverse,
+    };
+    match resolve::resolve(ruby, host, query, deadline)?.as_ref() {
+        Ok(entries) => convert::address_rows(ruby, entries),
+        Err(error) => Err(errors::lookup_error(ruby, *error, ends_in_newline)),
+    }
+}

@@ -1,0 +1,27 @@
+//! The Ruby binding of igai. This file only defines what Ruby sees; each concern lives in
+//! its own module: argument conversion (`args`), where a lookup runs (`resolve`), releasing
+//! the GVL (`nogvl`), result conversion (`convert`), exceptions (`errors`) and the pool's
+//! knobs (`pool_api`). The lookup machinery itself is the Ruby-free `igai-core` crate.
+
+mod args;
+mod convert;
+mod errors;
+mod getaddrinfo;
+mod nogvl;
+mod pool_api;
+mod resolve;
+
+use magnus::{function, prelude::*, Error, Ruby};
+
+#[magnus::init]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let igai = ruby.define_module("Igai")?;
+    let native = igai.define_module("Native")?;
+    native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;
+    igai.define_singleton_method("stats", function!(pool_api::stats, 0))?;
+    igai.define_singleton_method("max_workers", function!(pool_api::max_workers, 0))?;
+    igai.define_singleton_method("max_workers=", function!(pool_api::set_max_workers, 1))?;
+    igai.define_singleton_method("idle_timeout", function!(pool_api::idle_timeout, 0))?;
+    igai.define_singleton_method("idle_timeout=", function!(pool_api::set_idle_timeout, 1))?;
+    Ok(())
+}

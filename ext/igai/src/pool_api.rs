@@ -1,0 +1,56 @@
+//! `Igai.stats`, `Igai.max_workers(=)` and `Igai.idle_timeout(=)`: watching and sizing the
+//! lookup threads.
+
+use crate::args;
+use igai_core::resolver;
+use magnus::{Error, RHash, Ruby, Value};
+
+/// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:}`
+/// for this process (a forked child starts from zero).
+pub fn stats(ruby: &Ruby) -> Result<RHash, Error> {
+    let stats = resolver::resolver().stats();
+    let hash = ruby.hash_new();
+    let counts: [(&str, u64); 7] = [
+        ("workers", stats.workers as u64),
+        ("busy", stats.busy as u64),
+        ("idle", stats.idle as u64),
+        ("queued", stats.queued as u64),
+        ("abandoned", stats.abandoned as u64),
+        ("coalesced", stats.coalesced),
+        ("completed", stats.completed),
+    ];
+    for (name, count) in counts {
+        hash.aset(ruby.to_symbol(name), count)?;
+    }
+    Ok(hash)
+}
+
+/// `Igai.max_workers`: the cap on lookup threads.
+pub fn max_workers() -> usize {
+    resolver::max_workers()
+}
+
+/// `Igai.max_workers = n`: an Integer of at least 1.
+pub fn set_max_workers(ruby: &Ruby, value: Value) -> Result<Value, Error> {
+    let count = args::num_to_int(value)?;
+    if count < 1 {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("max_workers must be at least 1 (given {count})"),
+        ));
+    }
+    resolver::set_max_workers(count as usize);
+    Ok(value)
+}
+
+/// `Igai.idle_timeout`: seconds an idle lookup thread waits for work before it exits.
+pub fn idle_timeout() -> f64 {
+    resolver::idle_timeout().as_secs_f64()
+}
+
+/// `Igai.idle_timeout = seconds`: a non-negative number.
+pub fn set_idle_timeout(ruby: &Ruby, value: Value) -> Result<Value, Error> {
+    let interval = args::timeout(ruby, value)?.unwrap_or_default();
+    resolver::set_idle_timeout(interval);
+    Ok(value)
+}

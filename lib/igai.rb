@@ -1,0 +1,34 @@
+# frozen_string_literal: true
+
+require "socket"
+require_relative "igai/version"
+require_relative "igai/timeout"
+require "igai/igai" # the native extension: lib/igai/igai.so, or the installed gem's copy
+
+# igai makes name resolution interruptible on every MRI.
+#
+# Socket.interruptible_getaddrinfo behaves exactly like Socket.getaddrinfo, but a stalled
+# lookup can be cut short by Timeout, Thread#raise, Thread#kill or a signal, or by its own
+# +timeout:+. Lookups run on a small, bounded pool of native threads (see Igai.stats).
+#
+# Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:}
+# Igai.max_workers(=)      -> cap on lookup threads (default 64, or IGAI_MAX_WORKERS)
+# Igai.idle_timeout(=)     -> seconds an idle lookup thread lingers (default 10)
+module Igai
+  max_workers = ENV.fetch("IGAI_MAX_WORKERS", nil)
+  self.max_workers = Integer(max_workers, 10) if max_workers
+end
+
+class << Socket
+  # Resolves like Socket.getaddrinfo, with the same arguments, results and errors, but can be
+  # interrupted (Timeout.timeout, Thread#raise, Thread#kill, Ctrl-C) while it waits, and gives
+  # up with Errno::ETIMEDOUT after +timeout+ seconds when given.
+  #
+  #   Socket.interruptible_getaddrinfo("example.com", 443, nil, :STREAM, timeout: 2)
+  #   #=> [["AF_INET", 443, "93.184.215.14", "93.184.215.14", 2, 1, 6], ...]
+  def interruptible_getaddrinfo(host, service, family = nil, socktype = nil, protocol = nil,
+                                flags = nil, reverse_lookup = nil, timeout: nil)
+    Igai::Native.getaddrinfo(host, service, family, socktype, protocol, flags, reverse_lookup,
+                             timeout)
+  end
+end

@@ -1,0 +1,6 @@
+# frozen_string_literal: true
+
+module Igai
+  # The gem's version.
+  VERSION = "0.1.0"
+end
