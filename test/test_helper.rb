@@ -1,0 +1,38 @@
+# frozen_string_literal: true
+
+require "minitest/autorun"
+require "socket"
+require "timeout"
+require "rbconfig"
+require "igai"
+require_relative "support/bed"
+
+module IgaiTest
+  # Shared test helpers: child Ruby processes and a monotonic stopwatch.
+  module Helpers
+    LIB = File.expand_path("../lib", __dir__)
+
+    # Runs Ruby code in a child process (inside the same bed) and returns [output, status];
+    # yields the pid first when a block is given. Used for tests about signals, fork and
+    # process-wide state, so that the test runner itself stays clean.
+    def run_ruby(code, timeout: 30)
+      reader, writer = IO.pipe
+      pid = Process.spawn(RbConfig.ruby, "-I", LIB, "-e", code, out: writer, err: writer)
+      writer.close
+      yield pid if block_given?
+      output = +""
+      Timeout.timeout(timeout) { output << reader.read }
+      _, status = Process.wait2(pid)
+      [output, status]
+    ensure
+      reader&.close
+    end
+
+    # Seconds elapsed while the block runs.
+    def elapsed
+      start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      yield
+      Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
+    end
+  end
+end

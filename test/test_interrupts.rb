@@ -1,0 +1,163 @@
+# frozen_string_literal: true
+
+require_relative "test_helper"
+
+# A lookup stalled in the bed's silent DNS server must end as soon as Ruby asks: Timeout (the
+# stdlib's and Igai::Timeout), Thread#raise, Thread#kill, SIGINT, or its own timeout:. Bounds
+# are generous (the stall lasts the resolver's whole timeout, 2 s); the bench measures speed.
+class TestInterrupts < Minitest::Test
+  include IgaiTest::Helpers
+  Bed = IgaiTest::Bed
+
+  def setup
+    Bed.require!(self)
+  end
+
+  # Well under the resolver's own timeout: ending this early proves we interrupted.
+  def prompt
+    Bed.resolver_timeout / 2
+  end
+
+  [::Timeout, Igai::Timeout].each do |timeout_module|
+    label = timeout_module.name.downcase.gsub("::", "_")
+
+    define_method("test_#{label}_ends_a_stalled_lookup_at_its_deadline") do
+      took = elapsed do
+        assert_raises(timeout_module::Error) do
+          timeout_module.timeout(0.2) { Socket.interruptible_getaddrinfo(Bed.stalled_name, 80) }
+        end
+      end
+      assert_operator took, :>=, 0.2
+      assert_operator took, :<, prompt
+    end
+
+    define_method("test_#{label}_with_a_class_raises_that_class_into_the_lookup") do
+      error = Class.new(StandardError)
+      assert_raises(error) do
+        timeout_module.timeout(0.1, error) { Socket.interruptible_getaddrinfo(Bed.stalled_name, 80) }
+      end
+    end
+
+    define_method("test_#{label}_does_not_disturb_a_lookup_that_answers_in_time") do
+      name = Bed.delayed_name(100)
+      rows = timeout_module.timeout(5) { Socket.interruptible_getaddrinfo(name, 80, :INET) }
+      assert_equal "127.0.0.1", rows.first[3]
+    end
+  end
+
+  def test_thread_raise_ends_a_stalled_lookup
+    waiting = Thread.new { Socket.interruptible_getaddrinfo(Bed.stalled_name, 80) }
+    waiting.report_on_exception = false
+    sleep 0.01 until waiting.status == "sleep"
+    took = elapsed do
+      waiting.raise(IOError, "stop")
+      error = assert_raises(IOError) { waiting.join }
+      assert_equal "stop", error.message
+    end
+    assert_operator took, :<, prompt
+  end
+
+  def test_thread_kill_ends_a_stalled_lookup
+    waiting = Thread.new { Socket.interruptible_getaddrinfo(Bed.stalled_name, 80) }
+    sleep 0.01 until waiting.status == "sleep"
+    took = elapsed { waiting.kill.join }
+    assert_operator took, :<, prompt
+    refute waiting.alive?
+  end
+
+  def test_timeout_keyword_ends_a_stalled_lookup_with_etimedout
+    error = nil
+    took = elapsed do
+      error = assert_raises(Errno::ETIMEDOUT) do
+        Socket.interruptible_getaddrinfo(Bed.stalled_name, 80, timeout: 0.2)
+      end
+    end
+    assert_equal "Connection timed out - user specified timeout", error.message
+    assert_operator took, :>=, 0.2
+    assert_operator took, :<, prompt
+  end
+
+  def test_timeout_keyword_leaves_a_lookup_that_answers_in_time_alone
+    rows = Socket.interruptible_getaddrinfo(Bed.delayed_name(50), 80, :INET, timeout: 5)
+    assert_equal "127.0.0.1", rows.first[3]
+  end
+
+  def test_timeout_keyword_rejects_what_is_not_a_time_interval
+    assert_raises(ArgumentError) { Socket.interruptible_getaddrinfo("localhost", 80, timeout: -1) }
+    assert_raises(TypeError) { Socket.interruptible_getaddrinfo("localhost", 80, timeout: "1") }
+    assert_raises(ArgumentError) { Socket.interruptible_getaddrinfo("localhost", 80, bogus: 1) }
+  end
+
+  def test_zero_timeout_still_answers_numeric_hosts_which_need_no_lookup
+    rows = Socket.interruptible_getaddrinfo("127.0.0.1", 80, :INET, :STREAM, timeout: 0)
+    assert_equal [["AF_INET", 80, "127.0.0.1", "127.0.0.1", Socket::AF_INET, Socket::SOCK_STREAM,
+                   Socket::IPPROTO_TCP]], rows
+  end
+
+  def test_sigint_raises_interrupt_in_the_main_thread_during_a_stalled_lookup
+    code = <<~RUBY
+      require "igai"
+      $stdout.sync = true
+      begin
+        puts "waiting"
+        Socket.interruptible_getaddrinfo(#{Bed.stalled_name.inspect}, 80)
+        puts "returned"
+      rescue Interrupt
+        puts "interrupted"
+      end
+    RUBY
+    took = nil
+    output, = run_ruby(code) do |pid|
+      sleep 0.4
+      Process.kill(:INT, pid)
+      took = elapsed { sleep 0.01 while process_alive?(pid) }
+    end
+    assert_includes output, "interrupted"
+    refute_includes output, "returned"
+    assert_operator took, :<, prompt
+  end
+
+  # True until the child has exited (a zombie counts as exited).
+  def process_alive?(pid)
+    File.read("/proc/#{pid}/stat").split[2] != "Z"
+  rescue Errno::ENOENT
+    false
+  end
+
+  # A handler that returns must neither fail the call nor start the lookup again: the DNS
+  # server sees the name queried once. Checked with only the main thread (MRI then calls our
+  # unblocking function from the signal handler itself) and with another thread alive.
+  def test_a_trapped_signal_neither_ends_nor_restarts_a_lookup
+    [false, true].each do |with_other_thread|
+      name = Bed.delayed_name(300)
+      code = <<~RUBY
+        require "igai"
+        $stdout.sync = true
+        hits = 0
+        trap(:USR1) { hits += 1 }
+        Thread.new { sleep } if #{with_other_thread}
+        puts "waiting"
+        rows = Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET, :STREAM)
+        puts "hits=\#{hits} address=\#{rows.first[3]}"
+      RUBY
+      output, status = run_ruby(code) do |pid|
+        sleep 0.15
+        3.times do
+          Process.kill(:USR1, pid)
+          sleep 0.03
+        end
+      end
+      assert status.success?, output
+      assert_match(/hits=3 address=127\.0\.0\.1/, output)
+      assert_equal ["A"], Bed.queries_for(name), "the lookup must be sent once"
+    end
+  end
+
+  def test_other_threads_keep_running_while_a_lookup_waits
+    ticks = 0
+    ticker = Thread.new { loop { ticks += 1; sleep 0.001 } }
+    Socket.interruptible_getaddrinfo(Bed.delayed_name(300), 80, :INET)
+    ticker.kill.join
+    assert_operator ticks, :>, 50
+  end
+end
