@@ -83,12 +83,26 @@ impl AddrQuery {
         numeric_entries(self).is_some()
     }
 
+    /// The answer, when it needs no name service at all: a numeric host without reverse
+    /// lookup. Never blocks.
+    pub fn answer_without_lookup(&self) -> Option<Outcome> {
+        if self.reverse {
+            return None;
+        }
+        numeric_entries(self).map(|entries| self.complete(entries))
+    }
+
     /// Performs the lookup. Blocks for as long as the system resolver takes.
     pub fn run(&self) -> Outcome {
-        let mut entries = match numeric_entries(self) {
+        let entries = match numeric_entries(self) {
             Some(entries) => entries,
             None => system_getaddrinfo(self)?,
         };
+        self.complete(entries)
+    }
+
+    /// Fills in each entry's numeric address and port, and its host name when asked for.
+    fn complete(&self, mut entries: Vec<AddrEntry>) -> Outcome {
         for entry in &mut entries {
             let (address, port) = numeric_name(&entry.sockaddr)?;
             entry.address = address;

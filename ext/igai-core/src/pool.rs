@@ -239,10 +239,11 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes sure queued jobs have workers: wakes idle ones, starts new ones up to the cap.
+    /// Makes sure queued jobs have workers: wakes an idle one (never the whole idle crowd:
+    /// callers add at most one job each time), starts new ones up to the cap.
     fn staff_queue<'a>(self: &'a Arc<Self>, mut state: MutexGuard<'a, State<K, O>>) {
         if !state.queue.is_empty() && state.idle > 0 {
-            self.work_ready.notify_all();
+            self.work_ready.notify_one();
         }
         while state.queue.len() > state.idle && state.workers < state.max_workers {
             state.workers += 1;

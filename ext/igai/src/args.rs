@@ -5,10 +5,16 @@
 
 use igai_core::lookup::Hints;
 use magnus::rb_sys::{protect, AsRawValue};
-use magnus::{prelude::*, Error, Fixnum, RClass, RModule, RString, Ruby, Symbol, Value};
+use magnus::{
+    prelude::*,
+    value::{Lazy, LazyId},
+    Error, Fixnum, RArray, RClass, RModule, RString, Ruby, Symbol, Value,
+};
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::Ipv4Addr;
 use std::os::raw::c_int;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// MRI's host buffer (NI_MAXHOST): a host name must be shorter.
@@ -26,10 +32,10 @@ pub fn hints(
 ) -> Result<Hints, Error> {
     let mut hints = Hints::default();
     if !family.is_nil() {
-        hints.family = constant_arg(ruby, family, &["AF_", "PF_"], "unknown socket domain")?;
+        hints.family = constant_arg(ruby, family, |n| &n.families, "unknown socket domain")?;
     }
     if !socktype.is_nil() {
-        hints.socktype = constant_arg(ruby, socktype, &["SOCK_"], "unknown socket type")?;
+        hints.socktype = constant_arg(ruby, socktype, |n| &n.socktypes, "unknown socket type")?;
     }
     if !protocol.is_nil() {
         hints.protocol = num_to_int(protocol)?;
@@ -40,12 +46,21 @@ pub fn hints(
     Ok(hints)
 }
 
+/// `BasicSocket`, looked up once.
+static BASIC_SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
+    ruby.class_object()
+        .const_get("BasicSocket")
+        .expect("require \"socket\" defines BasicSocket")
+});
+
+static DO_NOT_REVERSE_LOOKUP: LazyId = LazyId::new("do_not_reverse_lookup");
+
 /// Whether to look up host names for the addresses: `true`/`:hostname` yes, `false`/`:numeric`
 /// no, nil the default (`!BasicSocket.do_not_reverse_lookup`).
 pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
     if value.is_nil() {
-        let basic_socket: Value = ruby.class_object().const_get("BasicSocket")?;
-        let no_reverse: bool = basic_socket.funcall("do_not_reverse_lookup", ())?;
+        let basic_socket = ruby.get_inner(&BASIC_SOCKET);
+        let no_reverse: bool = basic_socket.funcall(*DO_NOT_REVERSE_LOOKUP, ())?;
         return Ok(!no_reverse);
     }
     if value.as_raw() == ruby.qtrue().as_raw() {
@@ -156,10 +171,19 @@ pub fn timeout(ruby: &Ruby, timeout: Value) -> Result<Option<Duration>, Error> {
     ))
 }
 
-/// MRI's `constant_arg`: a Symbol, or anything convertible with `to_str`, names a constant of
-/// `Socket::Constants` with or without one of `prefixes`; anything else goes through
-/// `NUM2INT`. An unknown name raises `SocketError` "`what`: name".
-fn constant_arg(ruby: &Ruby, arg: Value, prefixes: &[&str], what: &str) -> Result<c_int, Error> {
+/// MRI's `constant_arg`: a Symbol, or anything convertible with `to_str`, names a constant
+/// (see [`ConstantNames`]); anything else goes through `NUM2INT`. An unknown name raises
+/// `SocketError` "`what`: name".
+fn constant_arg(
+    ruby: &Ruby,
+    arg: Value,
+    names: fn(&ConstantNames) -> &Names,
+    what: &str,
+) -> Result<c_int, Error> {
+    let known = CONSTANT_NAMES.get().map(names);
+    if let Some(value) = known.and_then(|names| names.by_symbol.get(&arg.as_raw())) {
+        return Ok(*value);
+    }
     let name = match Symbol::from_value(arg) {
         // SAFETY: GVL held; rb_sym2str returns the symbol's (frozen) name string.
         Some(_) => RString::from_value(unsafe_value(unsafe { rb_sys::rb_sym2str(arg.as_raw()) })),
@@ -177,10 +201,10 @@ fn constant_arg(ruby: &Ruby, arg: Value, prefixes: &[&str], what: &str) -> Resul
     let Some(name) = name else {
         return num_to_int(arg);
     };
-    // SAFETY: the bytes are copied before any Ruby code can run and change the string.
-    let bytes = unsafe { name.as_slice() }.to_vec();
-    if let Some(value) = constant_value(ruby, &bytes, prefixes)? {
-        return Ok(value);
+    // SAFETY: the slice is used before any Ruby code can run and change the string.
+    let bytes = unsafe { name.as_slice() };
+    if let Some(value) = known.and_then(|names| names.by_bytes.get(bytes)) {
+        return Ok(*value);
     }
     let shown = bytes.split(|b| *b == 0).next().unwrap_or_default();
     Err(Error::new(
@@ -189,41 +213,65 @@ fn constant_arg(ruby: &Ruby, arg: Value, prefixes: &[&str], what: &str) -> Resul
     ))
 }
 
-/// The value of `Socket::Constants::<prefix><name>` (or `<name>` when it already carries one
-/// of the prefixes), if such an Integer constant exists.
-fn constant_value(ruby: &Ruby, name: &[u8], prefixes: &[&str]) -> Result<Option<c_int>, Error> {
-    let Ok(name) = std::str::from_utf8(name) else {
-        return Ok(None);
-    };
-    let valid = |candidate: &str| {
-        candidate.starts_with(|c: char| c.is_ascii_uppercase())
-            && candidate
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-    };
+/// The names `constant_arg` accepts, read once from `Socket::Constants`: for families every
+/// `AF_*` and `PF_*` constant, with and without its prefix ("AF_INET", "PF_INET", "INET");
+/// for socket types every `SOCK_*` constant, with and without it ("SOCK_STREAM", "STREAM").
+/// The usual spelling, a static Symbol (`:INET`, `:STREAM`), is also looked up by its
+/// immediate VALUE, which never changes in a process.
+#[derive(Default)]
+pub struct ConstantNames {
+    families: Names,
+    socktypes: Names,
+}
+
+/// One kind of constant: values by name, and by static Symbol.
+#[derive(Default)]
+pub struct Names {
+    by_bytes: HashMap<Vec<u8>, c_int>,
+    by_symbol: HashMap<rb_sys::VALUE, c_int>,
+}
+
+static CONSTANT_NAMES: OnceLock<ConstantNames> = OnceLock::new();
+
+/// Reads `Socket::Constants` into [`ConstantNames`]; called once when the extension loads.
+pub fn load_constant_names(ruby: &Ruby) -> Result<(), Error> {
     let constants: RModule = ruby
         .class_object()
         .const_get::<_, RClass>("Socket")?
         .const_get("Constants")?;
-    let candidates: Vec<String> = if prefixes.iter().any(|p| name.starts_with(p)) {
-        vec![name.to_owned()]
-    } else {
-        prefixes.iter().map(|p| format!("{p}{name}")).collect()
-    };
-    for candidate in candidates.iter().filter(|c| valid(c)) {
-        let defined: bool = constants.funcall("const_defined?", (candidate.as_str(), false))?;
-        if defined {
-            let value: Value = constants.const_get(candidate.as_str())?;
-            if let Some(number) = Fixnum::from_value(value) {
-                return Ok(Some(number.to_i64() as c_int));
-            }
+    let mut all = ConstantNames::default();
+    let names: RArray = constants.funcall("constants", ())?;
+    for name in names.into_iter() {
+        let name = Symbol::try_convert(name)?.name()?.into_owned();
+        let names = if name.starts_with("AF_") || name.starts_with("PF_") {
+            &mut all.families
+        } else if name.starts_with("SOCK_") {
+            &mut all.socktypes
+        } else {
+            continue;
+        };
+        let Some(value) = Fixnum::from_value(constants.const_get(name.as_str())?) else {
+            continue;
+        };
+        let value = value.to_i64() as c_int;
+        let short = name.split_once('_').map_or("", |(_, rest)| rest).to_owned();
+        for spelling in [short, name] {
+            names
+                .by_symbol
+                .insert(ruby.to_symbol(&spelling).as_raw(), value);
+            names.by_bytes.insert(spelling.into_bytes(), value);
         }
     }
-    Ok(None)
+    let _ = CONSTANT_NAMES.set(all);
+    Ok(())
 }
 
 /// MRI's `NUM2INT`, with its TypeError and RangeError.
 pub fn num_to_int(value: Value) -> Result<c_int, Error> {
+    // Fast path for the usual small Integer; everything else takes Ruby's own conversion.
+    if let Some(number) = Fixnum::from_value(value).and_then(|n| c_int::try_from(n.to_i64()).ok()) {
+        return Ok(number);
+    }
     let mut number = 0;
     protect(|| {
         // SAFETY: GVL held; rb_num2int raises for non-numbers and out-of-range values.
@@ -235,6 +283,13 @@ pub fn num_to_int(value: Value) -> Result<c_int, Error> {
 
 /// MRI's `StringValueCStr`: converts with `to_str`, and raises ArgumentError for NUL bytes.
 pub fn string_value_cstr(value: Value) -> Result<CString, Error> {
+    // Fast path for a String without NUL; everything else takes Ruby's own conversion.
+    if let Some(string) = RString::from_value(value) {
+        // SAFETY: the slice is copied before any Ruby code can run and change the string.
+        if let Ok(copy) = CString::new(unsafe { string.as_slice() }) {
+            return Ok(copy);
+        }
+    }
     let mut raw = value.as_raw();
     let mut copy = CString::default();
     protect(|| {

@@ -15,6 +15,7 @@ use magnus::{function, prelude::*, Error, Ruby};
 
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
+    args::load_constant_names(ruby)?;
     let igai = ruby.define_module("Igai")?;
     let native = igai.define_module("Native")?;
     native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;

@@ -19,27 +19,17 @@ pub fn resolve(
     query: AddrQuery,
     deadline: Option<Instant>,
 ) -> Result<Arc<Outcome>, Error> {
+    if let Some(answer) = query.answer_without_lookup() {
+        return Ok(Arc::new(answer));
+    }
     if query.is_numeric() {
-        return numeric(ruby, query, deadline);
+        // Numeric, but host names are wanted: a reverse lookup asks DNS.
+        return in_pool(ruby, query, deadline);
     }
     if let Some(outcome) = through_scheduler(ruby, host, &query, deadline)? {
         return Ok(Arc::new(outcome));
     }
     in_pool(ruby, query, deadline)
-}
-
-/// A numeric host needs no name service, unless host names are wanted (a reverse lookup
-/// asks DNS), which runs on the pool like any other lookup.
-fn numeric(
-    ruby: &Ruby,
-    query: AddrQuery,
-    deadline: Option<Instant>,
-) -> Result<Arc<Outcome>, Error> {
-    if query.reverse {
-        in_pool(ruby, query, deadline)
-    } else {
-        Ok(Arc::new(query.run()))
-    }
 }
 
 /// MRI's `rb_scheduler_getaddrinfo`: when the current fiber is non-blocking and its scheduler
@@ -73,10 +63,12 @@ fn through_scheduler(
             host: args::host(ruby, address, &mut flags)?,
             ..query.clone()
         };
-        if !each.is_numeric() {
-            continue;
-        }
-        if let Ok(found) = numeric(ruby, each, deadline)?.as_ref() {
+        let answer = match each.answer_without_lookup() {
+            Some(answer) => Arc::new(answer),
+            None if each.is_numeric() => in_pool(ruby, each, deadline)?,
+            None => continue,
+        };
+        if let Ok(found) = answer.as_ref() {
             entries.extend(found.iter().cloned());
         }
     }

@@ -1,0 +1,59 @@
+# frozen_string_literal: true
+
+# Per-call cost and parallel throughput of Socket.interruptible_getaddrinfo against plain
+# Socket.getaddrinfo, measured in one run and printed as ratios. Run inside the test bed,
+# which answers the DNS names: `rake bench`, or `test/bed/run ruby -Ilib bench/getaddrinfo.rb`.
+
+require "igai"
+require_relative "../test/support/bed"
+
+Bed = IgaiTest::Bed
+abort "bench/getaddrinfo.rb needs the test bed: #{Bed.unavailable_reason}" unless Bed.available?
+
+def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+# Best of `rounds` averages of `count` calls, in microseconds per call.
+def per_call(count, rounds: 5)
+  Array.new(rounds) do
+    start = now
+    count.times { yield }
+    (now - start) / count * 1e6
+  end.min
+end
+
+def compare(label, count, *args)
+  Socket.getaddrinfo(*args)
+  Socket.interruptible_getaddrinfo(*args)
+  plain = per_call(count) { Socket.getaddrinfo(*args) }
+  ours = per_call(count) { Socket.interruptible_getaddrinfo(*args) }
+  printf("%-34s plain %8.1f us   igai %8.1f us   ratio %.2fx\n", label, plain, ours, ours / plain)
+end
+
+# Wall time for `threads` Ruby threads each making one lookup that the DNS server answers
+# after `delay_ms`, in milliseconds.
+def parallel(threads, delay_ms, method)
+  names = Array.new(threads) { Bed.delayed_name(delay_ms) }
+  start = now
+  names.map { |name| Thread.new { Socket.public_send(method, name, 80, :INET) } }.each(&:join)
+  (now - start) * 1000
+end
+
+puts "igai #{Igai::VERSION} on ruby #{RUBY_VERSION}, #{Etc.respond_to?(:nprocessors) ? Etc.nprocessors : '?'} cores"
+puts "-- per call (best of 5 rounds)"
+compare("numeric address (127.0.0.1)", 20_000, "127.0.0.1", 80, nil, :STREAM)
+compare("/etc/hosts name (localhost)", 5_000, "localhost", 80, nil, :STREAM)
+compare("DNS name answered by test server", 1_000, Bed.answered_name, 80, :INET, :STREAM)
+
+puts "-- 64 threads, each one lookup answered after 50 ms"
+plain = parallel(64, 50, :getaddrinfo)
+ours = parallel(64, 50, :interruptible_getaddrinfo)
+printf("%-34s plain %8.1f ms   igai %8.1f ms   ratio %.2fx\n", "wall time", plain, ours, ours / plain)
+
+puts "-- pool against one thread per lookup (DNS name answered at once)"
+name = Bed.answered_name
+pooled = per_call(1_000) { Socket.interruptible_getaddrinfo(name, 80, :INET, :STREAM) }
+Igai.idle_timeout = 0 # every worker exits after its lookup: a new thread per lookup
+fresh = per_call(1_000) { Socket.interruptible_getaddrinfo(name, 80, :INET, :STREAM) }
+Igai.idle_timeout = 10
+printf("%-34s thread/lookup %6.1f us   pool %6.1f us   ratio %.2fx\n", "per call", fresh, pooled,
+       pooled / fresh)
