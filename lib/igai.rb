@@ -31,4 +31,14 @@ class << Socket
     Igai::Native.getaddrinfo(host, service, family, socktype, protocol, flags, reverse_lookup,
                              timeout)
   end
+
+  # Finds host and service names like Socket.getnameinfo, with the same arguments, results
+  # and errors, but interruptibly, giving up with Errno::ETIMEDOUT after +timeout+ seconds
+  # when given. Requests that need no DNS (NI_NUMERICHOST) are answered without a thread.
+  #
+  #   Socket.interruptible_getnameinfo(Socket.sockaddr_in(80, "127.0.0.1"), timeout: 1)
+  #   #=> ["localhost", "http"]
+  def interruptible_getnameinfo(sockaddr, flags = 0, timeout: nil)
+    Igai::Native.getnameinfo(sockaddr, flags, timeout)
+  end
 end

@@ -1,4 +1,5 @@
-//! igai's core, free of Ruby: getaddrinfo(3) requests ([`lookup`]), the bounded, coalescing
+//! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`lookup`],
+//! [`nameinfo`], and [`query`] for either), the bounded, coalescing
 //! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]),
 //! and the per-process resolver that ties them together and survives fork ([`resolver`]).
 //!
@@ -6,7 +7,9 @@
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
 
 pub mod lookup;
+pub mod nameinfo;
 pub mod pool;
+pub mod query;
 pub mod resolver;
 mod signals;
 pub mod wake;

@@ -69,11 +69,16 @@ pub type Outcome = Result<Vec<AddrEntry>, LookupError>;
 impl AddrEntry {
     /// The family stored in the sockaddr itself (MRI names the family from it).
     pub fn sockaddr_family(&self) -> c_int {
-        if self.sockaddr.len() < size_of::<libc::sa_family_t>() {
-            return libc::AF_UNSPEC;
-        }
-        family_of(&self.sockaddr)
+        family_of_sockaddr(&self.sockaddr)
     }
+}
+
+/// The family stored in raw sockaddr bytes (`AF_UNSPEC` when they are too short to hold one).
+pub fn family_of_sockaddr(sockaddr: &[u8]) -> c_int {
+    if sockaddr.len() < size_of::<libc::sa_family_t>() {
+        return libc::AF_UNSPEC;
+    }
+    family_of(sockaddr)
 }
 
 impl AddrQuery {

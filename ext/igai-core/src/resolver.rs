@@ -8,13 +8,13 @@
 //! leak per fork, and the price of never touching a lock that may be held. No prepare handler
 //! is registered, so `fork` never waits for lookups in flight.
 
-use crate::lookup::{AddrQuery, Outcome};
 use crate::pool::{Config, Pool};
+use crate::query::{Answer, Query};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The pool type behind `Socket.interruptible_getaddrinfo`.
-pub type Resolver = Pool<AddrQuery, Outcome>;
+/// The pool behind `Socket.interruptible_getaddrinfo` and `Socket.interruptible_getnameinfo`.
+pub type Resolver = Pool<Query, Answer>;
 
 /// Default cap on lookup threads (see the README for why 64).
 pub const DEFAULT_MAX_WORKERS: usize = 64;
@@ -49,7 +49,7 @@ pub fn resolver() -> &'static Resolver {
         stack_size: STACK_SIZE,
         thread_name: "igai-resolver".to_owned(),
     };
-    let fresh = Box::into_raw(Box::new(Pool::new(config, AddrQuery::run)));
+    let fresh = Box::into_raw(Box::new(Pool::new(config, Query::run)));
     match CURRENT.compare_exchange(
         std::ptr::null_mut(),
         fresh,

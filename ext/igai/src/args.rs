@@ -32,7 +32,7 @@ pub fn hints(
 ) -> Result<Hints, Error> {
     let mut hints = Hints::default();
     if !family.is_nil() {
-        hints.family = constant_arg(ruby, family, |n| &n.families, "unknown socket domain")?;
+        hints.family = self::family(ruby, family)?;
     }
     if !socktype.is_nil() {
         hints.socktype = constant_arg(ruby, socktype, |n| &n.socktypes, "unknown socket type")?;
@@ -54,6 +54,11 @@ static BASIC_SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
 });
 
 static DO_NOT_REVERSE_LOOKUP: LazyId = LazyId::new("do_not_reverse_lookup");
+
+/// MRI's `rsock_family_arg`: an address family given as Integer, Symbol or String.
+pub fn family(ruby: &Ruby, family: Value) -> Result<c_int, Error> {
+    constant_arg(ruby, family, |n| &n.families, "unknown socket domain")
+}
 
 /// Whether to look up host names for the addresses: `true`/`:hostname` yes, `false`/`:numeric`
 /// no, nil the default (`!BasicSocket.do_not_reverse_lookup`).

@@ -34,7 +34,8 @@ pub fn getaddrinfo(
         hints,
         reverse,
     };
-    match resolve::resolve(ruby, host, query, deadline)?.as_ref() {
+    let answer = resolve::addresses(ruby, host, query, deadline)?;
+    match resolve::address_outcome(&answer) {
         Ok(entries) => convert::address_rows(ruby, entries),
         Err(error) => Err(errors::lookup_error(ruby, *error, ends_in_newline)),
     }

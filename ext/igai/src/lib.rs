@@ -7,6 +7,7 @@ mod args;
 mod convert;
 mod errors;
 mod getaddrinfo;
+mod getnameinfo;
 mod nogvl;
 mod pool_api;
 mod resolve;
@@ -19,6 +20,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let igai = ruby.define_module("Igai")?;
     let native = igai.define_module("Native")?;
     native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;
+    native.define_singleton_method("getnameinfo", function!(getnameinfo::getnameinfo, 3))?;
     igai.define_singleton_method("stats", function!(pool_api::stats, 0))?;
     igai.define_singleton_method("max_workers", function!(pool_api::max_workers, 0))?;
     igai.define_singleton_method("max_workers=", function!(pool_api::set_max_workers, 1))?;

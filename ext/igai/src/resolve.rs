@@ -3,33 +3,64 @@
 
 use crate::{args, errors, nogvl};
 use igai_core::lookup::{AddrQuery, Call, LookupError, Outcome};
+use igai_core::nameinfo::{NameOutcome, NameQuery};
 use igai_core::pool::WaitEnd;
+use igai_core::query::{Answer, Query};
 use igai_core::resolver::resolver;
 use magnus::rb_sys::FromRawValue;
 use magnus::{prelude::*, Error, RArray, Ruby, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Resolves `query` (`host` is the caller's original host argument, which a Fiber scheduler
-/// receives) before `deadline`, in the same order of attempts as MRI: a numeric host first,
-/// then the scheduler's `address_resolve`, then getaddrinfo(3).
-pub fn resolve(
+/// Finds the addresses for `query` (`host` is the caller's original host argument, which a
+/// Fiber scheduler receives) before `deadline`, in the same order of attempts as MRI: a
+/// numeric host first, then the scheduler's `address_resolve`, then getaddrinfo(3).
+pub fn addresses(
     ruby: &Ruby,
     host: Value,
     query: AddrQuery,
     deadline: Option<Instant>,
-) -> Result<Arc<Outcome>, Error> {
+) -> Result<Arc<Answer>, Error> {
     if let Some(answer) = query.answer_without_lookup() {
-        return Ok(Arc::new(answer));
+        return Ok(Arc::new(Answer::Addresses(answer)));
     }
     if query.is_numeric() {
         // Numeric, but host names are wanted: a reverse lookup asks DNS.
-        return in_pool(ruby, query, deadline);
+        return in_pool(ruby, Query::Addresses(query), deadline);
     }
     if let Some(outcome) = through_scheduler(ruby, host, &query, deadline)? {
-        return Ok(Arc::new(outcome));
+        return Ok(Arc::new(Answer::Addresses(outcome)));
     }
-    in_pool(ruby, query, deadline)
+    in_pool(ruby, Query::Addresses(query), deadline)
+}
+
+/// Finds the names of an address before `deadline`: at once when no name service is
+/// needed, otherwise on the worker pool.
+pub fn names(
+    ruby: &Ruby,
+    query: NameQuery,
+    deadline: Option<Instant>,
+) -> Result<Arc<Answer>, Error> {
+    if query.is_numeric() {
+        return Ok(Arc::new(Answer::Names(query.run())));
+    }
+    in_pool(ruby, Query::Names(query), deadline)
+}
+
+/// The getaddrinfo outcome inside an answer to an address query.
+pub fn address_outcome(answer: &Answer) -> &Outcome {
+    match answer {
+        Answer::Addresses(outcome) => outcome,
+        Answer::Names(_) => unreachable!("the pool answers a query with its own kind"),
+    }
+}
+
+/// The getnameinfo outcome inside an answer to a name query.
+pub fn name_outcome(answer: &Answer) -> &NameOutcome {
+    match answer {
+        Answer::Names(outcome) => outcome,
+        Answer::Addresses(_) => unreachable!("the pool answers a query with its own kind"),
+    }
 }
 
 /// MRI's `rb_scheduler_getaddrinfo`: when the current fiber is non-blocking and its scheduler
@@ -64,11 +95,11 @@ fn through_scheduler(
             ..query.clone()
         };
         let answer = match each.answer_without_lookup() {
-            Some(answer) => Arc::new(answer),
-            None if each.is_numeric() => in_pool(ruby, each, deadline)?,
+            Some(answer) => Arc::new(Answer::Addresses(answer)),
+            None if each.is_numeric() => in_pool(ruby, Query::Addresses(each), deadline)?,
             None => continue,
         };
-        if let Ok(found) = answer.as_ref() {
+        if let Ok(found) = address_outcome(&answer) {
             entries.extend(found.iter().cloned());
         }
     }
@@ -85,11 +116,7 @@ fn through_scheduler(
 /// Hands `query` to the pool and waits with the GVL released. An interrupt that raises ends
 /// the wait (the `?` drops the ticket: a queued lookup is withdrawn, a running one abandoned);
 /// one that does not (a trap handler that returned) sends us back to the same lookup.
-fn in_pool(
-    ruby: &Ruby,
-    query: AddrQuery,
-    deadline: Option<Instant>,
-) -> Result<Arc<Outcome>, Error> {
+fn in_pool(ruby: &Ruby, query: Query, deadline: Option<Instant>) -> Result<Arc<Answer>, Error> {
     let mut ticket = resolver().submit(query);
     loop {
         ticket.rearm();
