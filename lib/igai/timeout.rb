@@ -1,0 +1,305 @@
+# frozen_string_literal: true
+
+require_relative "version"
+
+module Igai
+  # Runs a block with a time limit, like the +timeout+ gem (0.4 and later).
+  #
+  #   Igai::Timeout.timeout(5) { slow_call }   # => the block's value
+  #
+  #   class Client
+  #     include Igai::Timeout
+  #
+  #     def fetch
+  #       timeout(2, IOError, "fetch took too long") { read_all }
+  #     end
+  #   end
+  #
+  # Every timeout of the process is served by one long-lived watcher thread,
+  # so a call costs a small request object and a queue push, not a thread.
+  #
+  # This file is pure Ruby and can be loaded on its own with
+  # <tt>require "igai/timeout"</tt>.
+  module Timeout
+    # The version of this port: the gem's.
+    VERSION = Igai::VERSION
+
+    # Raised by Igai::Timeout.timeout when the block timed out and no
+    # exception class was given.
+    class Error < RuntimeError; end
+
+    # Raised inside the block when it times out and no exception class was
+    # given. Being an Exception rather than a StandardError, a bare
+    # <tt>rescue => e</tt> in the block does not swallow it. It is turned into
+    # an Error once it leaves the block.
+    class ExitException < Exception; end
+
+    # One timeout being watched: which thread to interrupt, when, and with
+    # what.
+    class Request
+      # Monotonic time, in seconds, after which the thread is interrupted.
+      attr_reader :deadline
+
+      # +exception+ is either an exception instance, raised as is (+message+
+      # is then nil), or an exception class, raised with +message+.
+      def initialize(thread, deadline, exception, message)
+        @thread = thread
+        @deadline = deadline
+        @exception = exception
+        @message = message
+        # Set once the request needs no more watching. The watcher checks it
+        # and fires under @lock, so a caller that has set it and then seen
+        # @lock free knows that no interruption is on its way.
+        @done = false
+        @lock = Mutex.new
+      end
+
+      # Called by the caller's thread once the block has ended, before the
+      # timeout call returns. Afterwards the watcher never interrupts the
+      # thread for this request.
+      #
+      # It never takes the lock itself: that works inside trap handlers
+      # (where Mutex#lock is refused), and an exception from elsewhere
+      # landing here cannot leave the lock held and the watcher stuck.
+      def finish
+        @done = true
+        # The watcher holds the lock only while firing this request, having
+        # seen @done unset: wait until its exception is queued for this
+        # thread, so that it is delivered here, before the call returns.
+        Thread.pass while @lock.locked?
+      end
+
+      # Called by the watcher thread. Interrupts the thread if the deadline
+      # has passed at +now+ and the block is still running. Returns true once
+      # the request needs no more watching.
+      def expire(now)
+        return true if @done
+        # Written this way round so that a NaN deadline never expires.
+        return false unless @deadline <= now
+
+        @lock.synchronize do
+          unless @done
+            @done = true
+            interrupt
+          end
+        end
+        true
+      end
+
+      private
+
+      def interrupt
+        if @message
+          @thread.raise(@exception, @message)
+        else
+          @thread.raise(@exception)
+        end
+      rescue StandardError => e
+        # The exception could not be built (e.g. +klass+ is not an exception
+        # class): report that to the caller rather than lose the watcher.
+        @thread.raise(e)
+      end
+    end
+    private_constant :Request
+
+    # The watcher: a single thread that sleeps until the earliest deadline
+    # and interrupts the threads whose blocks are still running then.
+    #
+    # Callers push requests onto a Thread::Queue and wake the thread only
+    # when it has to change its plans, so that the common case (a block
+    # ending well before a deadline later than the ones already watched)
+    # never switches threads. No caller ever blocks in Mutex#lock, which
+    # Ruby refuses inside trap handlers.
+    class Watcher
+      # Callers also wake the thread once this many requests wait in the
+      # queue, so that it drops the finished ones and memory stays bounded.
+      BACKLOG = 1024
+
+      # Longest single wait, in seconds: Mutex#sleep rejects timeouts beyond
+      # the range of Time, and waking up once an hour costs nothing.
+      MAX_WAIT = 3600.0
+
+      def initialize
+        @queue = Thread::Queue.new  # requests the thread has not seen yet
+        @pending = []               # requests it is watching; kept here so
+                                    # that a new thread (after a fork, or if
+                                    # it was killed) carries on with them
+        @lock = Thread::Mutex.new   # guards @wake_at and the sleep on @wakeup
+        @wakeup = Thread::ConditionVariable.new
+        @wake_at = Float::INFINITY  # when the sleeping thread will wake up
+        @start_lock = Thread::Mutex.new
+        @thread = nil
+      end
+
+      # Runs the block in the current thread and fiber, and makes the watcher
+      # interrupt the thread with +exception+ (and +message+, see Request) if
+      # the block is still running after +sec+ seconds.
+      def watch(sec, exception, message)
+        request = Request.new(Thread.current, now + sec, exception, message)
+        begin
+          add(request)
+          yield sec
+        ensure
+          request.finish
+        end
+      end
+
+      private
+
+      def now
+        Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      end
+
+      def add(request)
+        start unless @thread&.alive?
+        @queue << request
+        # The sleeping thread writes @wake_at, then checks that the queue is
+        # empty, then sleeps. So either it sees this request before sleeping,
+        # or this reads the @wake_at it sleeps until.
+        wake if request.deadline < @wake_at || @queue.size >= BACKLOG
+      end
+
+      def wake
+        # Inside a trap handler that interrupted this thread while it held
+        # the lock: signal under that hold (the watcher wakes up once the
+        # handler returns and the lock is released).
+        return @wakeup.signal if @lock.owned?
+
+        locking(@lock) { @wakeup.signal }
+      end
+
+      # Starts the watcher thread, on first use and whenever it is no longer
+      # alive: in a forked child, or after something killed it.
+      def start
+        # A trap handler interrupted this very thread while it was starting
+        # the watcher: the request waits in the queue until that start ends.
+        return if @start_lock.owned?
+
+        locking(@start_lock) do
+          @thread = spawn unless @thread&.alive?
+        end
+      end
+
+      def spawn
+        # A new thread inherits the interrupt mask of its creator, which may
+        # be inside Thread.handle_interrupt(Object => :never): the watcher
+        # must stay interruptible, or it could not even be killed at exit.
+        Thread.handle_interrupt(Object => :immediate) do
+          thread = Thread.new { serve }
+          thread.name = "Igai::Timeout watcher"
+          # The thread serves everyone: it belongs to the default group, not
+          # to its first caller's. An enclosed group refuses to let it go.
+          ThreadGroup::Default.add(thread) unless thread.group.enclosed?
+          thread
+        end
+      end
+
+      # The body of the watcher thread.
+      def serve
+        loop do
+          @pending << @queue.pop until @queue.empty?
+          time = now
+          @pending.reject! { |request| request.expire(time) }
+          sleep_until(earliest_deadline)
+        end
+      end
+
+      def earliest_deadline
+        earliest = Float::INFINITY
+        @pending.each do |request|
+          earliest = request.deadline if request.deadline < earliest
+        end
+        earliest
+      end
+
+      # Sleeps until +deadline+, or until a caller wakes the thread up.
+      def sleep_until(deadline)
+        @lock.synchronize do
+          @wake_at = deadline
+          # Requests came in since the queue was emptied: serve them first.
+          next unless @queue.empty?
+
+          if deadline == Float::INFINITY
+            @wakeup.wait(@lock)
+          else
+            wait = deadline - now
+            @wakeup.wait(@lock, [wait, MAX_WAIT].min) if wait > 0
+          end
+        end
+      end
+
+      # Runs the block holding +mutex+. Unlike Mutex#synchronize it never
+      # calls Mutex#lock, which raises ThreadError inside trap handlers; the
+      # locks taken this way are only ever held for a moment.
+      def locking(mutex)
+        Thread.pass until (locked = mutex.try_lock)
+        yield
+      ensure
+        mutex.unlock if locked
+      end
+    end
+    private_constant :Watcher
+
+    WATCHER = Watcher.new
+    private_constant :WATCHER
+
+    # Runs the block and returns its value, or interrupts it if it is still
+    # running after +sec+ seconds. The block runs in the calling thread and
+    # fiber, and is given +sec+.
+    #
+    # +sec+::     seconds, any non-negative number; +nil+ or zero runs the
+    #             block without a time limit. A negative number raises
+    #             ArgumentError.
+    # +klass+::   the exception class raised in the block when it times out;
+    #             it then propagates out of this call as is.
+    # +message+:: the message of that exception, "execution expired" by
+    #             default.
+    #
+    # Without +klass+, the block is interrupted by an ExitException, which
+    # <tt>rescue => e</tt> does not catch, and the call raises Error. With
+    # nested timeouts, the call whose own timeout fired raises the Error.
+    #
+    # The exception can be deferred with Thread.handle_interrupt, given an
+    # explicit +klass+:
+    #
+    #   Thread.handle_interrupt(MyTimeout => :never) do
+    #     Igai::Timeout.timeout(sec, MyTimeout) do
+    #       setup # never interrupted
+    #       Thread.handle_interrupt(MyTimeout => :immediate) { work }
+    #     ensure
+    #       cleanup # never interrupted
+    #     end
+    #   end
+    #
+    # When the current fiber has a scheduler that implements +timeout_after+,
+    # the call is handed over to it.
+    #
+    # Like any timeout built on Thread#raise, this cannot bound a block that
+    # rescues Exception or stalls in its +ensure+ clauses.
+    def timeout(sec, klass = nil, message = nil, &block) # :yield: sec
+      return yield(sec) if sec.nil? || sec.zero?
+      # Compared as the timeout gem does, so that odd arguments fail alike.
+      raise ArgumentError, "Timeout sec must be a non-negative number" if 0 > sec
+
+      message ||= "execution expired"
+
+      scheduler = Fiber.current_scheduler
+      if scheduler.respond_to?(:timeout_after)
+        return scheduler.timeout_after(sec, klass || Error, message, &block)
+      end
+
+      return WATCHER.watch(sec, klass, message, &block) if klass
+
+      interruption = ExitException.new(message)
+      begin
+        WATCHER.watch(sec, interruption, nil, &block)
+      rescue ExitException => e
+        # Another (outer) timeout's exception goes on to its own call.
+        raise unless e.equal?(interruption)
+
+        raise Error, message
+      end
+    end
+    module_function :timeout
+  end
+end

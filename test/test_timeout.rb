@@ -1,0 +1,524 @@
+# frozen_string_literal: true
+
+require "minitest/autorun"
+require "open3"
+require "rbconfig"
+require "igai/timeout"
+
+# Igai::Timeout: behaviour of the timeout gem (0.4 and later), served by one
+# watcher thread. Timing bounds are deliberately generous: the machine running
+# the tests may be slow and busy.
+class TestIgaiTimeout < Minitest::Test
+  WATCHER_NAME = "Igai::Timeout watcher"
+  LIB = File.expand_path("../lib", __dir__)
+
+  # Raised by the tests that pass an exception class.
+  class Expired < StandardError; end
+
+  # An exception class whose constructor takes exactly one argument.
+  class OneArgument < StandardError
+    def initialize(message)
+      super("one argument: #{message}")
+    end
+  end
+
+  # The least Fiber.set_scheduler accepts, plus a recorded timeout_after.
+  class RecordingScheduler
+    attr_reader :calls
+
+    def initialize
+      @calls = []
+    end
+
+    def timeout_after(duration, klass, message, &block)
+      @calls << [duration, klass, message]
+      block.call(duration)
+    end
+
+    def block(*) = raise(NotImplementedError)
+    def unblock(*) = raise(NotImplementedError)
+    def kernel_sleep(*) = raise(NotImplementedError)
+    def io_wait(*) = raise(NotImplementedError)
+    def close; end
+  end
+
+  # The same, without timeout_after.
+  class PlainScheduler < RecordingScheduler
+    undef_method :timeout_after
+  end
+
+  def now
+    Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  end
+
+  # Spins (without blocking) until +seconds+ have passed.
+  def busy(seconds)
+    stop = now + seconds
+    nil while now < stop
+  end
+
+  def watchers
+    Thread.list.select { |thread| thread.name == WATCHER_NAME }
+  end
+
+  # Runs +code+ in a fresh Ruby that has required igai/timeout, so that it is
+  # the first user of the watcher; returns its output and status.
+  def fresh_ruby(code)
+    Open3.popen2e(RbConfig.ruby, "-I#{LIB}", "-rigai/timeout", "-e", code) do |stdin, out, wait|
+      stdin.close
+      unless wait.join(30)
+        Process.kill(:KILL, wait.pid)
+        flunk "the subprocess hung"
+      end
+      [out.read, wait.value]
+    end
+  end
+
+  def assert_fresh_ruby_prints(expected, code)
+    output, status = fresh_ruby(code)
+    assert status.success?, "subprocess failed: #{output}"
+    assert_equal expected, output
+  end
+
+  # -- arguments ------------------------------------------------------------
+
+  def test_returns_the_block_value_and_yields_sec
+    assert_equal [:value, 5], Igai::Timeout.timeout(5) { |sec| [:value, sec] }
+  end
+
+  def test_nil_or_zero_sec_just_yields_sec_without_a_time_limit
+    assert_nil Igai::Timeout.timeout(nil) { |sec| sec }
+    assert_equal 0, Igai::Timeout.timeout(0) { |sec| sec }
+    assert_equal 0.0, Igai::Timeout.timeout(0.0) { |sec| sleep 0.05; sec }
+  end
+
+  def test_negative_sec_raises_argument_error_without_running_the_block
+    ran = false
+    error = assert_raises(ArgumentError) { Igai::Timeout.timeout(-1) { ran = true } }
+    assert_equal "Timeout sec must be a non-negative number", error.message
+    refute ran
+  end
+
+  def test_non_numeric_sec_raises_no_method_error_as_the_timeout_gem_does
+    ran = false
+    error = assert_raises(NoMethodError) { Igai::Timeout.timeout("1") { ran = true } }
+    assert_equal :zero?, error.name
+    refute ran
+  end
+
+  def test_huge_infinite_and_nan_sec_never_expire_and_spare_the_watcher
+    assert_fresh_ruby_prints "[:huge, :infinite, :nan]\nexpired\ntrue\n", <<~RUBY
+      watched = [[10**100, :huge], [Float::INFINITY, :infinite], [Float::NAN, :nan]]
+      # Each block lasts long enough for the watcher to plan its sleep on it.
+      p(watched.map { |sec, name| Igai::Timeout.timeout(sec) { sleep 0.1; name } })
+      watcher = Thread.list.find { |t| t.name == "#{WATCHER_NAME}" }
+      begin
+        Igai::Timeout.timeout(0.1) { sleep 5 }
+      rescue Igai::Timeout::Error
+        puts "expired"
+      end
+      p watcher.alive?
+    RUBY
+  end
+
+  # -- the public surface -----------------------------------------------------
+
+  def test_only_error_exit_exception_and_version_are_public
+    assert_equal %i[Error ExitException VERSION], Igai::Timeout.constants.sort
+    assert_operator Igai::Timeout::Error, :<, RuntimeError
+    assert_operator Igai::Timeout::ExitException, :<, Exception
+    refute_operator Igai::Timeout::ExitException, :<, StandardError
+    assert_kind_of String, Igai::Timeout::VERSION
+  end
+
+  def test_include_gives_a_private_timeout_method
+    klass = Class.new do
+      include Igai::Timeout
+
+      def run
+        timeout(1) { :inside }
+      end
+    end
+    assert_equal :inside, klass.new.run
+    refute_respond_to klass.new, :timeout
+  end
+
+  def test_include_times_out_like_the_module_method
+    klass = Class.new do
+      include Igai::Timeout
+
+      def run
+        timeout(0.05) { sleep 5 }
+      end
+    end
+    assert_raises(Igai::Timeout::Error) { klass.new.run }
+  end
+
+  # -- timing out -------------------------------------------------------------
+
+  def test_times_out_with_error_and_the_default_message
+    start = now
+    error = assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.1) { sleep 5 } }
+    assert_equal "execution expired", error.message
+    assert_operator now - start, :<, 3.0
+  end
+
+  def test_times_out_with_the_given_message
+    error = assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05, nil, "too slow") { sleep 5 } }
+    assert_equal "too slow", error.message
+  end
+
+  def test_times_out_a_busy_block
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05) { busy 5 } }
+  end
+
+  def test_block_is_interrupted_by_exit_exception_that_rescue_standard_error_cannot_swallow
+    swallowed = false
+    seen = nil
+    error = assert_raises(Igai::Timeout::Error) do
+      Igai::Timeout.timeout(0.05) do
+        begin
+          sleep 5
+        rescue => e
+          swallowed = e
+        end
+      rescue Exception => e
+        seen = e
+        raise
+      end
+    end
+    refute swallowed
+    assert_instance_of Igai::Timeout::ExitException, seen
+    assert_same seen, error.cause
+  end
+
+  def test_inner_timeout_that_fires_is_reported_by_the_inner_call
+    after_inner = nil
+    result = Igai::Timeout.timeout(5, nil, "outer") do
+      begin
+        Igai::Timeout.timeout(0.05, nil, "inner") { sleep 5 }
+      rescue Igai::Timeout::Error => e
+        after_inner = e.message
+      end
+      :outer_finished
+    end
+    assert_equal "inner", after_inner
+    assert_equal :outer_finished, result
+  end
+
+  def test_outer_timeout_that_fires_passes_through_the_inner_call
+    inner_rescued = false
+    after_inner = false
+    error = assert_raises(Igai::Timeout::Error) do
+      Igai::Timeout.timeout(0.05, nil, "outer") do
+        begin
+          Igai::Timeout.timeout(5, nil, "inner") { sleep 5 }
+        rescue Igai::Timeout::Error
+          inner_rescued = true
+        end
+        after_inner = true
+      end
+    end
+    assert_equal "outer", error.message
+    refute inner_rescued
+    refute after_inner
+  end
+
+  def test_nested_timeouts_with_the_same_message_are_told_apart_by_identity
+    error = assert_raises(Igai::Timeout::Error) do
+      Igai::Timeout.timeout(0.05) do
+        Igai::Timeout.timeout(5) { sleep 5 }
+      rescue Igai::Timeout::Error
+        flunk "the inner call reported the outer timeout"
+      end
+    end
+    assert_equal "execution expired", error.message
+  end
+
+  def test_klass_is_raised_in_the_block_with_the_message
+    seen = nil
+    error = assert_raises(Expired) do
+      Igai::Timeout.timeout(0.05, Expired, "slow") do
+        sleep 5
+      rescue Expired => e
+        seen = e
+        raise
+      end
+    end
+    assert_same seen, error
+    assert_equal "slow", error.message
+  end
+
+  def test_klass_whose_initialize_takes_one_argument
+    error = assert_raises(OneArgument) { Igai::Timeout.timeout(0.05, OneArgument) { sleep 5 } }
+    assert_equal "one argument: execution expired", error.message
+  end
+
+  def test_klass_that_is_not_an_exception_class_fails_in_the_block_and_spares_the_watcher
+    assert_raises(TypeError) { Igai::Timeout.timeout(0.05, String) { sleep 5 } }
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+    assert_equal 1, watchers.size
+  end
+
+  def test_a_shorter_timeout_started_later_is_not_delayed_by_a_longer_one
+    long = Thread.new { Igai::Timeout.timeout(30) { sleep 5 } }
+    sleep 0.05 # the watcher now sleeps until the long deadline
+    start = now
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.1) { sleep 5 } }
+    assert_operator now - start, :<, 3.0
+  ensure
+    long&.kill&.join
+  end
+
+  def test_many_threads_time_out_independently
+    threads = Array.new(8) do |i|
+      Thread.new do
+        Array.new(20) do |j|
+          if j.even?
+            Igai::Timeout.timeout(0.001 * (1 + ((i + j) % 10))) { sleep 5 }
+          else
+            Igai::Timeout.timeout(5) { sleep 0.001 }
+          end
+          :finished
+        rescue Igai::Timeout::Error
+          :expired
+        end
+      end
+    end
+    results = threads.map { |thread| thread.join(20)&.value }
+    results.each do |per_thread|
+      refute_nil per_thread, "a thread hung"
+      assert_equal [:expired, :finished] * 10, per_thread
+    end
+  end
+
+  # -- Thread.handle_interrupt ------------------------------------------------
+
+  def test_klass_is_deferred_while_masked_and_raised_when_the_mask_is_lifted
+    finished_masked = false
+    start = now
+    assert_raises(Expired) do
+      Igai::Timeout.timeout(0.05, Expired) do
+        Thread.handle_interrupt(Expired => :never) do
+          sleep 0.3
+          finished_masked = true
+        end
+        sleep 5
+      end
+    end
+    assert finished_masked
+    assert_operator now - start, :<, 3.0
+  end
+
+  def test_documented_pattern_protects_setup_and_cleanup
+    steps = []
+    assert_raises(Expired) do
+      Thread.handle_interrupt(Expired => :never) do
+        Igai::Timeout.timeout(0.05, Expired) do
+          sleep 0.2
+          steps << :setup
+          Thread.handle_interrupt(Expired => :immediate) do
+            sleep 5
+            steps << :work
+          end
+        ensure
+          sleep 0.1
+          steps << :cleanup
+        end
+      end
+    end
+    assert_equal %i[setup cleanup], steps
+  end
+
+  # -- fibers and threads -----------------------------------------------------
+
+  def test_block_runs_in_the_callers_thread_and_fiber
+    thread, fiber = Igai::Timeout.timeout(1) { [Thread.current, Fiber.current] }
+    assert_same Thread.current, thread
+    assert_same Fiber.current, fiber
+  end
+
+  def test_enumerator_next_in_another_fiber_is_interrupted
+    enum_fiber = nil
+    enum = Enumerator.new do |yielder|
+      enum_fiber = Fiber.current
+      sleep 5
+      yielder << :never
+    end
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.1) { enum.next } }
+    refute_nil enum_fiber
+    refute_same Fiber.current, enum_fiber
+  end
+
+  def test_fiber_scheduler_timeout_after_is_given_the_call
+    scheduler = RecordingScheduler.new
+    results = Thread.new do
+      Fiber.set_scheduler(scheduler)
+      Fiber.new do
+        [
+          Igai::Timeout.timeout(2) { |sec| [:default, sec] },
+          Igai::Timeout.timeout(3, Expired, "slow") { |sec| [:klass, sec] }
+        ]
+      end.resume
+    end.value
+    assert_equal [[:default, 2], [:klass, 3]], results
+    assert_equal [[2, Igai::Timeout::Error, "execution expired"], [3, Expired, "slow"]], scheduler.calls
+  end
+
+  def test_fiber_scheduler_without_timeout_after_falls_back_to_the_watcher
+    result = Thread.new do
+      Fiber.set_scheduler(PlainScheduler.new)
+      Fiber.new do
+        Igai::Timeout.timeout(0.05) { busy 5 }
+      rescue Igai::Timeout::Error
+        :expired
+      end.resume
+    end.value
+    assert_equal :expired, result
+  end
+
+  # -- no late raise ----------------------------------------------------------
+
+  def test_no_exit_exception_is_raised_after_blocks_ending_just_before_their_deadline
+    expired = 0
+    late = nil
+    begin
+      300.times do |i|
+        # Sleeping lets the watcher run just when the block ends.
+        Igai::Timeout.timeout(0.003) { sleep(0.0005 + (0.0004 * (i % 8))) }
+      rescue Igai::Timeout::Error
+        expired += 1
+      end
+      sleep 0.2
+    rescue Exception => e
+      late = e
+    end
+    assert_nil late, "a timeout fired after its call had returned"
+    assert_operator expired, :<, 300, "the blocks never finished before their deadline"
+  end
+
+  def test_no_klass_is_raised_after_blocks_ending_just_before_their_deadline
+    late = nil
+    begin
+      300.times do |i|
+        mine = Class.new(StandardError)
+        begin
+          Igai::Timeout.timeout(0.003, mine) { busy(0.0005 + (0.0004 * (i % 8))) }
+        rescue mine
+          # this call's own timeout: fine
+        end
+      end
+      sleep 0.2
+    rescue Exception => e
+      late = e
+    end
+    assert_nil late, "a timeout fired after its call had returned"
+  end
+
+  # -- the watcher thread -----------------------------------------------------
+
+  def test_one_watcher_thread_serves_every_call
+    Igai::Timeout.timeout(1) {}
+    watcher = watchers.first
+    before = Thread.list
+    200.times { Igai::Timeout.timeout(1) {} }
+    5.times { assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.01) { sleep 1 } } }
+    assert_equal [watcher], watchers
+    assert watcher.alive?
+    assert_empty Thread.list - before, "a call started a thread"
+  end
+
+  def test_watcher_is_named_and_joins_the_default_group_from_a_custom_group
+    assert_fresh_ruby_prints "true\ntrue\n", <<~RUBY
+      group = ThreadGroup.new
+      caller = Thread.new { Thread.stop; Igai::Timeout.timeout(1) { :ok } }
+      group.add(caller)
+      Thread.pass until caller.stop?
+      caller.run.join
+      watchers = Thread.list.select { |t| t.name == "#{WATCHER_NAME}" }
+      p watchers.size == 1
+      p watchers.first.group == ThreadGroup::Default
+    RUBY
+  end
+
+  def test_first_use_from_an_enclosed_thread_group_works
+    assert_fresh_ruby_prints "expired\ntrue\n", <<~RUBY
+      group = ThreadGroup.new
+      caller = Thread.new do
+        Thread.stop
+        Igai::Timeout.timeout(0.1) { sleep 5 }
+        :not_expired
+      rescue Igai::Timeout::Error
+        :expired
+      end
+      group.add(caller)
+      group.enclose
+      Thread.pass until caller.stop?
+      puts caller.run.value
+      p Thread.list.count { |t| t.name == "#{WATCHER_NAME}" } == 1
+    RUBY
+  end
+
+  def test_watcher_created_inside_handle_interrupt_never_has_a_clean_mask
+    assert_fresh_ruby_prints "killed\nexpired\n", <<~RUBY
+      Thread.handle_interrupt(Object => :never) { Igai::Timeout.timeout(1) { :ok } }
+      watcher = Thread.list.find { |t| t.name == "#{WATCHER_NAME}" }
+      watcher.kill
+      puts(watcher.join(5) ? "killed" : "unkillable")
+      # A killed watcher is replaced by the next call.
+      begin
+        Igai::Timeout.timeout(0.1) { sleep 5 }
+        puts "not expired"
+      rescue Igai::Timeout::Error
+        puts "expired"
+      end
+    RUBY
+  end
+
+  def test_first_use_inside_a_trap_handler
+    assert_fresh_ruby_prints "expired\nexpired\n", <<~RUBY
+      result = nil
+      trap(:USR1) do
+        Igai::Timeout.timeout(0.1) { sleep 5 }
+        result = "not expired"
+      rescue Igai::Timeout::Error
+        result = "expired"
+      end
+      Process.kill(:USR1, Process.pid)
+      stop = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+      sleep 0.01 until result || Process.clock_gettime(Process::CLOCK_MONOTONIC) > stop
+      puts result
+      # and the watcher made there serves the main program too
+      begin
+        Igai::Timeout.timeout(0.1) { sleep 5 }
+      rescue Igai::Timeout::Error
+        puts "expired"
+      end
+    RUBY
+  end
+
+  def test_forked_child_gets_a_working_watcher
+    skip "no fork on this platform" unless Process.respond_to?(:fork)
+
+    Igai::Timeout.timeout(1) {} # the parent's watcher exists
+    pid = Process.fork do
+      code = begin
+        Igai::Timeout.timeout(0.1) { sleep 5 }
+        1
+      rescue Igai::Timeout::Error
+        watchers.size == 1 && watchers.first.alive? ? 0 : 2
+      end
+      exit!(code)
+    end
+    status = nil
+    stop = now + 20
+    sleep 0.01 until (status = Process.wait2(pid, Process::WNOHANG)&.last) || now > stop
+    unless status
+      Process.kill(:KILL, pid)
+      Process.wait(pid)
+      flunk "the child hung"
+    end
+    assert_equal 0, status.exitstatus
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+  end
+end
