@@ -1,0 +1,190 @@
+# frozen_string_literal: true
+
+require "socket"
+require_relative "addrinfo"
+
+module Igai
+  # The opt-in replacement of name resolution in Ruby's socket library: modules that
+  # Igai.replace! prepends to Socket, Addrinfo, IPSocket, TCPSocket and UDPSocket so that they
+  # resolve host names through Socket.interruptible_getaddrinfo. Each keeps the arguments,
+  # results and errors of the method it replaces. Numeric hosts resolve at once as before.
+  #
+  # Lookups give rows of Socket.interruptible_getaddrinfo: [family_name, port, host, address,
+  # family, socktype, protocol]; a socket is then set up by the original method, given the
+  # row's numeric address in place of the host.
+  module Replacement
+    # Socket.getaddrinfo.
+    module SocketClassMethods
+      # Socket.getaddrinfo, interruptible.
+      def getaddrinfo(host, service, family = nil, socktype = nil, protocol = nil, flags = nil,
+                      reverse_lookup = nil)
+        interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
+                                  reverse_lookup)
+      end
+    end
+
+    # Addrinfo.getaddrinfo, .tcp, .udp and .ip, and with them everything built on them:
+    # Addrinfo.foreach, Socket.tcp (whose resolv_timeout: then works), Socket.udp_server_sockets
+    # and Socket.tcp_server_sockets.
+    module AddrinfoClassMethods
+      # Addrinfo.getaddrinfo, interruptible, honouring +timeout+ (Errno::ETIMEDOUT).
+      def getaddrinfo(nodename, service, family = nil, socktype = nil, protocol = nil,
+                      flags = nil, timeout: nil)
+        interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
+                                  timeout: timeout)
+      end
+
+      # Addrinfo.tcp: the first TCP address.
+      def tcp(host, port)
+        interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP).first
+      end
+
+      # Addrinfo.udp: the first UDP address.
+      def udp(host, port)
+        interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP).first
+      end
+
+      # Addrinfo.ip: the first address, without socket type or protocol.
+      def ip(host)
+        row = Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false).first
+        AddrinfoBuilder.addrinfo(row, inspectname: AddrinfoBuilder.inspectname(host, nil, row),
+                                      socktype: 0, protocol: 0)
+      end
+    end
+
+    # IPSocket.getaddress.
+    module IPSocketClassMethods
+      # IPSocket.getaddress: the first address, as text.
+      def getaddress(host)
+        Replacement.lookup(host, nil, nil, Socket::SOCK_STREAM).first[3]
+      end
+    end
+
+    # TCPSocket.new and .open (and Net::HTTP, Net::SMTP, ... which use them).
+    module TCPSocketMethods
+      # Connects like TCPSocket.new: tries the remote addresses in order until one connects,
+      # each from the first local address of its family when a local host or port is given
+      # (a remote address without one is skipped, unless it is the last and nothing was
+      # tried); fails with the error of the last attempt.
+      def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
+        remotes = Replacement.lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
+        unless local_host.nil? && local_port.nil?
+          locals = Replacement.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
+        end
+        failure = nil
+        remotes.each_with_index do |remote, index|
+          if locals
+            local = locals.find { |candidate| candidate[4] == remote[4] }
+            next if !local && (failure || index < remotes.size - 1)
+
+            local ||= locals.first # binding to another family fails, and says so
+          end
+          bind_to = local ? [local[3], local_port] : []
+          begin
+            return super(remote[3], remote_port, *bind_to, **options)
+          rescue SystemCallError => e
+            failure = if e.message.include?(" bind(2) for ")
+                        Replacement.naming(e, local[3], local_host)
+                      else
+                        Replacement.naming(e, remote[3], remote_host)
+                      end
+          end
+        end
+        raise failure
+      end
+    end
+
+    # UDPSocket#bind, #connect and #send to a host.
+    module UDPSocketMethods
+      # UDPSocket#bind: binds to the first address that works.
+      def bind(host, port)
+        Replacement.each_datagram_address(self, host, port) { |address| super(address, port) }
+      end
+
+      # UDPSocket#connect: connects to the first address that works.
+      def connect(host, port)
+        Replacement.each_datagram_address(self, host, port) { |address| super(address, port) }
+      end
+
+      # UDPSocket#send: with a host and port, sends to the first address that takes the
+      # message.
+      def send(*args)
+        return super unless args.size == 4
+
+        mesg, flags, host, port = args
+        Replacement.each_datagram_address(self, host, port) do |address|
+          super(mesg, flags, address, port)
+        end
+      end
+    end
+
+    # Where each module goes.
+    TARGETS = {
+      Socket.singleton_class => SocketClassMethods,
+      Addrinfo.singleton_class => AddrinfoClassMethods,
+      IPSocket.singleton_class => IPSocketClassMethods,
+      TCPSocket => TCPSocketMethods,
+      UDPSocket => UDPSocketMethods
+    }.freeze
+
+    LOCK = Mutex.new
+    private_constant :LOCK
+
+    module_function
+
+    # The rows for host and service, found through igai as the socket library looks them up
+    # (no flags, numeric addresses).
+    def lookup(host, service, family, socktype)
+      Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false)
+    end
+
+    # Yields each address of host and port for a datagram socket of the family of socket, in
+    # order, until the block returns (its value is returned); fails with the error of the
+    # last try.
+    def each_datagram_address(socket, host, port)
+      failure = nil
+      lookup(host, port, socket.local_address.afamily, Socket::SOCK_DGRAM).each do |row|
+        return yield(row[3])
+      rescue SystemCallError => e
+        failure = naming(e, row[3], host)
+      end
+      raise failure
+    end
+
+    # error, raised for a call given address instead of host, as raised for host: the socket
+    # library names the host it failed on ("connect(2) for "example.com" port 80").
+    def naming(error, address, host)
+      error.exception(error.message.sub("for #{address.inspect} port", "for #{host.inspect} port"))
+    end
+
+    # Whether this Ruby's Socket.getaddrinfo can already be interrupted: MRI 3.3 and later
+    # run getaddrinfo(3) on a thread of their own.
+    def interruptible_already?
+      (RUBY_VERSION.split(".").map(&:to_i) <=> [3, 3]) >= 0
+    end
+
+    # See Igai.replace!.
+    def replace!(force)
+      return false if interruptible_already? && !force
+
+      LOCK.synchronize do
+        missing = TARGETS.reject { |target, methods| target.include?(methods) }
+        missing.each { |target, methods| target.prepend(methods) }
+        missing.any?
+      end
+    end
+  end
+
+  # Makes name resolution in Ruby's socket library interruptible, by routing it through igai:
+  # Socket.getaddrinfo; Addrinfo.getaddrinfo, .tcp, .udp and .ip (so also Socket.tcp and
+  # Addrinfo.foreach); TCPSocket.new and .open, local host and port included, trying every
+  # address in order; UDPSocket#bind, #connect and #send; IPSocket.getaddress. Net::HTTP's
+  # open_timeout, Timeout.timeout and Ctrl-C then end stalled lookups.
+  #
+  # Does so only on Rubies whose Socket.getaddrinfo cannot be interrupted (MRI before 3.3),
+  # unless +force+ is true. Returns true if it changed anything, false otherwise (in
+  # particular when called again). `require "igai/replace"` calls it.
+  def self.replace!(force: false)
+    Replacement.replace!(force)
+  end
+end

@@ -1,0 +1,303 @@
+# frozen_string_literal: true
+
+require "json"
+require_relative "test_helper"
+
+# igai/replace (Igai.replace!) routes the socket library's name resolution through igai.
+# Every test patches a child process, so that the test runner's own Socket stays untouched.
+class TestReplace < Minitest::Test
+  include IgaiTest::Helpers
+
+  Bed = IgaiTest::Bed
+
+  # Loaded first in every child: attempt { ... } runs a block and reports, as a Hash, its
+  # value (inspected), or the class and message of what it raised, and the seconds it took;
+  # report(hash) prints the JSON that #child returns.
+  PRELUDE = <<~'RUBY'
+    require "json"
+    require "net/http"
+    require "socket"
+    require "timeout"
+
+    def attempt
+      start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      report = begin
+        { "value" => yield.inspect }
+      rescue Exception => e # reported, whatever it is
+        { "error" => e.class.name, "message" => e.message }
+      end
+      report.merge("seconds" => Process.clock_gettime(Process::CLOCK_MONOTONIC) - start)
+    end
+
+    def report(hash)
+      puts JSON.generate(hash)
+    end
+
+    # A TCP server on host that answers one HTTP request with "hello"; returns its port.
+    def http_server(host)
+      server = TCPServer.new(host, 0)
+      Thread.new do
+        client = server.accept
+        nil until client.gets == "\r\n"
+        client.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        client.close
+      end
+      server.addr[1]
+    end
+  RUBY
+
+  def setup
+    Bed.require!(self)
+  end
+
+  # Runs code in a child Ruby, after PRELUDE and an assignment of each of names to a local
+  # variable, and returns what it reported.
+  def child(code, **names)
+    variables = names.map { |variable, value| "#{variable} = #{value.dump}\n" }.join
+    output, status = run_ruby(PRELUDE + variables + code)
+    assert status.success?, "child failed: #{output}"
+    JSON.parse(output.lines.last)
+  end
+
+  def test_net_http_open_timeout_ends_a_stalled_lookup_with_igai_replace
+    result = child(<<~RUBY, name: Bed.stalled_name)
+      require "igai/replace"
+      report(attempt { Net::HTTP.start(name, 80, nil, open_timeout: 0.3) })
+    RUBY
+    assert_equal "Net::OpenTimeout", result["error"], result.inspect
+    assert_operator result["seconds"], :<, 1.0
+  end
+
+  def test_net_http_open_timeout_cannot_end_a_stalled_lookup_without_igai_replace
+    skip "this Ruby's getaddrinfo is interruptible" if Igai::Replacement.interruptible_already?
+
+    result = child(<<~RUBY, name: Bed.stalled_name)
+      require "igai"
+      report(attempt { Net::HTTP.start(name, 80, nil, open_timeout: 0.3) })
+    RUBY
+    assert_operator result["seconds"], :>=, Bed.resolver_timeout * 0.9, result.inspect
+  end
+
+  def test_http_get_through_a_resolved_name_works_with_igai_replace
+    result = child(<<~RUBY, name: Bed.answered_name)
+      require "igai/replace"
+      port = http_server("127.0.0.1")
+      report(attempt { Net::HTTP.start(name, port, nil, open_timeout: 5) { |h| h.get("/").body } })
+    RUBY
+    assert_equal "hello".inspect, result["value"], result.inspect
+  end
+
+  def test_timeout_ends_tcpsocket_new_on_a_stalled_name
+    result = child(<<~RUBY, name: Bed.stalled_name)
+      require "igai/replace"
+      report(attempt { Timeout.timeout(0.3) { TCPSocket.new(name, 80) } })
+    RUBY
+    assert_equal "Timeout::Error", result["error"], result.inspect
+    assert_operator result["seconds"], :<, 1.0
+  end
+
+  # The first address of a dual-stack name refuses, the second accepts: TCPSocket.new, like
+  # MRI's, goes on to the second. When both refuse, the error names the host.
+  def test_tcpsocket_new_tries_every_address_in_order
+    name = Bed.answered_name(dual: true)
+    result = child(<<~RUBY, name: name)
+      require "igai/replace"
+      first, second = Socket.getaddrinfo(name, nil, nil, :STREAM).map { |row| row[3] }
+      server = TCPServer.new(second, 0)
+      port = server.addr[1]
+      connected = attempt { TCPSocket.new(name, port).remote_address.ip_address }
+      server.close
+      refused = attempt { TCPSocket.new(name, port) }
+      report("first" => first, "second" => second, "port" => port, "connected" => connected,
+             "refused" => refused)
+    RUBY
+    assert_equal %w[127.0.0.1 ::1], [result["first"], result["second"]].sort
+    assert_equal result["second"].inspect, result["connected"]["value"], result.inspect
+    assert_equal "Errno::ECONNREFUSED", result["refused"]["error"]
+    assert_equal "Connection refused - connect(2) for #{name.inspect} port #{result['port']}",
+                 result["refused"]["message"]
+  end
+
+  def test_tcpsocket_new_resolves_local_host_and_uses_local_port
+    names = { name: Bed.answered_name, local: Bed::HOSTS_NAME, stalled: Bed.stalled_name }
+    result = child(<<~RUBY, **names)
+      require "igai/replace"
+      port = TCPServer.new("127.0.0.1", 0).addr[1]
+      free_port = TCPServer.open("127.0.0.1", 0) { |probe| probe.addr[1] }
+      report(
+        "local_host" => attempt { TCPSocket.new(name, port, local, 0).local_address.ip_address },
+        "local_port" => attempt { TCPSocket.open(name, port, nil, free_port).addr[1] },
+        "free_port" => free_port,
+        "stalled" => attempt { Timeout.timeout(0.3) { TCPSocket.new(name, port, stalled, 0) } },
+        "unbindable" => attempt { TCPSocket.new(name, port, "10.9.9.9", 0) }
+      )
+    RUBY
+    assert_equal Bed::HOSTS_ADDRESS.inspect, result["local_host"]["value"], result.inspect
+    assert_equal result["free_port"].to_s, result["local_port"]["value"], result.inspect
+    assert_equal "Timeout::Error", result["stalled"]["error"]
+    assert_operator result["stalled"]["seconds"], :<, 1.0
+    assert_match(/ - bind\(2\) for "10\.9\.9\.9" port 0\z/, result["unbindable"]["message"])
+  end
+
+  def test_udpsocket_resolves_names_for_send_connect_and_bind
+    names = { name: Bed.answered_name, stalled: Bed.stalled_name, missing: Bed.nxdomain_name }
+    result = child(<<~RUBY, **names)
+      require "igai/replace"
+      receiver = UDPSocket.new
+      receiver.bind(name, 0)
+      port = receiver.local_address.ip_port
+      sender = UDPSocket.new
+      report(
+        "receiver" => receiver.local_address.ip_address,
+        "sent" => attempt { sender.send("hello", 0, name, port) },
+        "received" => attempt { receiver.recv(10) },
+        "connected" => attempt { sender.connect(name, port) && sender.send("again", 0) },
+        "received_again" => attempt { receiver.recv(10) },
+        "stalled" => attempt { Timeout.timeout(0.3) { sender.send("x", 0, stalled, port) } },
+        "missing" => attempt { sender.send("x", 0, missing, port) }
+      )
+    RUBY
+    assert_equal "127.0.0.1", result["receiver"]
+    assert_equal "5", result["sent"]["value"], result.inspect
+    assert_equal "hello".inspect, result["received"]["value"]
+    assert_equal "5", result["connected"]["value"]
+    assert_equal "again".inspect, result["received_again"]["value"]
+    assert_equal "Timeout::Error", result["stalled"]["error"]
+    assert_operator result["stalled"]["seconds"], :<, 1.0
+    assert_equal ["SocketError", "getaddrinfo: Name or service not known"],
+                 result["missing"].values_at("error", "message")
+  end
+
+  def test_ipsocket_getaddress_is_interruptible
+    result = child(<<~RUBY, name: Bed.answered_name, stalled: Bed.stalled_name)
+      require "igai/replace"
+      report("address" => attempt { IPSocket.getaddress(name) },
+             "stalled" => attempt { Timeout.timeout(0.3) { IPSocket.getaddress(stalled) } })
+    RUBY
+    assert_equal "127.0.0.1".inspect, result["address"]["value"]
+    assert_equal "Timeout::Error", result["stalled"]["error"]
+    assert_operator result["stalled"]["seconds"], :<, 1.0
+  end
+
+  def test_socket_and_addrinfo_lookups_are_interruptible
+    result = child(<<~RUBY, stalled: Bed.stalled_name)
+      require "igai/replace"
+      lookups = {
+        "Socket.getaddrinfo" => -> { Socket.getaddrinfo(stalled, 80) },
+        "Addrinfo.getaddrinfo" => -> { Addrinfo.getaddrinfo(stalled, 80) },
+        "Addrinfo.tcp" => -> { Addrinfo.tcp(stalled, 80) },
+        "Addrinfo.udp" => -> { Addrinfo.udp(stalled, 53) },
+        "Addrinfo.ip" => -> { Addrinfo.ip(stalled) },
+        "Socket.tcp" => -> { Socket.tcp(stalled, 80) }
+      }
+      reports = lookups.transform_values { |call| attempt { Timeout.timeout(0.3) { call.call } } }
+      reports["resolv_timeout"] = attempt { Socket.tcp(stalled, 80, resolv_timeout: 0.3) }
+      report(reports)
+    RUBY
+    result.each do |lookup, outcome|
+      expected = lookup == "resolv_timeout" ? "Errno::ETIMEDOUT" : "Timeout::Error"
+      assert_equal expected, outcome["error"], lookup
+      assert_operator outcome["seconds"], :<, 1.0, lookup
+    end
+  end
+
+  # Results and errors, for names and numeric hosts, are those of the original methods.
+  def test_replaced_methods_behave_like_the_originals
+    names = { name: Bed.answered_name, dual: Bed.answered_name(dual: true),
+              missing: Bed.nxdomain_name }
+    result = child(<<~RUBY, **names)
+      port = TCPServer.new("127.0.0.1", 0).addr[1]
+      free_port = TCPServer.open("127.0.0.1", 0) { |probe| probe.addr[1] }
+      calls = {
+        "getaddress" => -> { IPSocket.getaddress("localhost").then { |a| [a, a.encoding] } },
+        "getaddress numeric" => -> { IPSocket.getaddress(1) },
+        "getaddress missing" => -> { IPSocket.getaddress(missing) },
+        "tcp refused" => -> { TCPSocket.new("localhost", 1) },
+        "tcp refused numeric" => -> { TCPSocket.new("127.0.0.1", "1") },
+        "tcp refused integer" => -> { TCPSocket.new(0x7f000001, 1) },
+        "tcp refused nil" => -> { TCPSocket.new(nil, 1) },
+        "tcp unbindable" => -> { TCPSocket.new("localhost", 1, "10.9.9.9", nil) },
+        "tcp local family" => -> { TCPSocket.new("127.0.0.1", 1, "::1", 0) },
+        "tcp local port" => -> { TCPSocket.new("localhost", 1, nil, free_port) },
+        "tcp connected" => -> { TCPSocket.new(name, port).remote_address.inspect_sockaddr },
+        "tcp open" => -> { TCPSocket.open("localhost", port) { |socket| socket.class } },
+        "tcp arity" => -> { TCPSocket.new("localhost") },
+        "tcp keyword" => -> { TCPSocket.new("127.0.0.1", 1, bogus: 1) },
+        "tcp missing" => -> { TCPSocket.new(missing, 1) },
+        "tcp subclass" => -> { Class.new(TCPSocket).new("localhost", port).class.superclass },
+        "Addrinfo.tcp" => -> { Addrinfo.tcp("localhost", 80) },
+        "Addrinfo.udp" => -> { Addrinfo.udp(dual, 53) },
+        "Addrinfo.udp service" => -> { Addrinfo.udp("localhost", "http") },
+        "Addrinfo.ip" => -> { Addrinfo.ip(dual) },
+        "Addrinfo.ip numeric" => -> { Addrinfo.ip("1.2.3") },
+        "Addrinfo.ip arity" => -> { Addrinfo.ip },
+        "Addrinfo.getaddrinfo" => lambda do
+          Addrinfo.getaddrinfo("localhost", "http", nil, nil, nil, Socket::AI_CANONNAME)
+        end,
+        "Socket.tcp" => -> { Socket.tcp(name, port) { |socket| socket.remote_address.ip_port } },
+        "Socket.tcp refused" => -> { Socket.tcp("localhost", 1) },
+        "Socket.getaddrinfo" => -> { Socket.getaddrinfo("localhost", 80, nil, nil, 6, 0, true) },
+        "Socket.getaddrinfo flag" => -> { Socket.getaddrinfo("localhost", 80, nil, nil, 0, 0, 1) },
+        "Socket.getaddrinfo keyword" => -> { Socket.getaddrinfo("localhost", 80, timeout: 1) },
+        "udp bind unbindable" => -> { UDPSocket.new.bind("10.9.9.9", 0) },
+        "udp bind nil" => -> { UDPSocket.new.bind(nil, 0) },
+        "udp connect missing" => -> { UDPSocket.new.connect(missing, 53) },
+        "udp connect family" => -> { UDPSocket.new.connect("::1", 9) },
+        "udp connect service" => -> { UDPSocket.new.connect("localhost", "domain") },
+        "udp send" => -> { UDPSocket.new.send("x", 0, "localhost", 9) },
+        "udp send inet6" => -> { UDPSocket.new(Socket::AF_INET6).send("x", 0, "localhost", 9) },
+        "udp send broadcast" => -> { UDPSocket.new.send("x", 0, "<broadcast>", 9) },
+        "udp send closed" => -> { UDPSocket.new.tap(&:close).send("x", 0, "localhost", 9) },
+        "udp send message" => -> { UDPSocket.new.send(1, 0, "localhost", 9) },
+        "udp send sockaddr" => -> { UDPSocket.new.send("x", 0, Socket.sockaddr_in(9, "::1")) },
+        "udp send arity" => -> { UDPSocket.new.send("x", 0, "localhost", 9, 1) }
+      }
+      run = -> { calls.transform_values { |call| attempt(&call).except("seconds") } }
+      original = run.call
+      require "igai/replace"
+      report("original" => original, "replaced" => run.call)
+    RUBY
+    result["original"].each do |call, outcome|
+      assert_equal outcome, result["replaced"][call], call
+    end
+  end
+
+  def test_replace_patches_once_and_reports_it
+    result = child(<<~RUBY)
+      require "igai"
+      first = Igai.replace!
+      again = Igai.replace!
+      forced_again = Igai.replace!(force: true)
+      require "igai/replace"
+      owners = [Socket.method(:getaddrinfo), Addrinfo.method(:tcp), IPSocket.method(:getaddress),
+                TCPSocket.instance_method(:initialize), UDPSocket.instance_method(:send)]
+      counts = Igai::Replacement::TARGETS.map { |target, methods| target.ancestors.count(methods) }
+      report("results" => [first, again, forced_again], "owners" => owners.map { |m| m.owner.name },
+             "counts" => counts)
+    RUBY
+    expected_first = !Igai::Replacement.interruptible_already?
+    assert_equal [expected_first, false, !expected_first], result["results"]
+    assert_equal %w[SocketClassMethods AddrinfoClassMethods IPSocketClassMethods TCPSocketMethods
+                    UDPSocketMethods].map { |name| "Igai::Replacement::#{name}" }, result["owners"]
+    assert_equal [1] * 5, result["counts"]
+  end
+
+  # On a Ruby whose own getaddrinfo is interruptible, only force: true patches.
+  def test_replace_changes_nothing_where_getaddrinfo_is_interruptible_unless_forced
+    result = child(<<~RUBY)
+      require "igai"
+      # Stands in for MRI 3.3 or later.
+      Igai::Replacement.define_singleton_method(:interruptible_already?) { true }
+      unforced = Igai.replace!
+      untouched = Socket.method(:getaddrinfo).owner == Socket.singleton_class
+      forced = Igai.replace!(force: true)
+      report([unforced, untouched, forced, Socket.method(:getaddrinfo).owner.name])
+    RUBY
+    assert_equal [false, true, true, "Igai::Replacement::SocketClassMethods"], result
+  end
+
+  def test_getaddrinfo_counts_as_interruptible_from_mri_3_3
+    expected = Gem::Version.new(RUBY_VERSION) >= Gem::Version.new("3.3")
+    assert_equal expected, Igai::Replacement.interruptible_already?
+  end
+end
