@@ -33,6 +33,13 @@ class TestReplace < Minitest::Test
       puts JSON.generate(hash)
     end
 
+    # igai/replace, and on Rubies where it changes nothing by default (3.3+, already
+    # interruptible) forced, so that these tests exercise igai's replacement everywhere.
+    def replace_socket_lookups
+      require "igai/replace"
+      Igai.replace!(force: true)
+    end
+
     # A TCP server on host that answers one HTTP request with "hello"; returns its port.
     def http_server(host)
       server = TCPServer.new(host, 0)
@@ -80,7 +87,7 @@ class TestReplace < Minitest::Test
 
   def test_http_get_through_a_resolved_name_works_with_igai_replace
     result = child(<<~RUBY, name: Bed.answered_name)
-      require "igai/replace"
+      replace_socket_lookups
       port = http_server("127.0.0.1")
       report(attempt { Net::HTTP.start(name, port, nil, open_timeout: 5) { |h| h.get("/").body } })
     RUBY
@@ -89,7 +96,7 @@ class TestReplace < Minitest::Test
 
   def test_timeout_ends_tcpsocket_new_on_a_stalled_name
     result = child(<<~RUBY, name: Bed.stalled_name)
-      require "igai/replace"
+      replace_socket_lookups
       report(attempt { Timeout.timeout(0.3) { TCPSocket.new(name, 80) } })
     RUBY
     assert_equal "Timeout::Error", result["error"], result.inspect
@@ -101,7 +108,7 @@ class TestReplace < Minitest::Test
   def test_tcpsocket_new_tries_every_address_in_order
     name = Bed.answered_name(dual: true)
     result = child(<<~RUBY, name: name)
-      require "igai/replace"
+      replace_socket_lookups
       first, second = Socket.getaddrinfo(name, nil, nil, :STREAM).map { |row| row[3] }
       server = TCPServer.new(second, 0)
       port = server.addr[1]
@@ -121,8 +128,9 @@ class TestReplace < Minitest::Test
   def test_tcpsocket_new_resolves_local_host_and_uses_local_port
     names = { name: Bed.answered_name, local: Bed::HOSTS_NAME, stalled: Bed.stalled_name }
     result = child(<<~RUBY, **names)
-      require "igai/replace"
-      port = TCPServer.new("127.0.0.1", 0).addr[1]
+      replace_socket_lookups
+      server = TCPServer.new("127.0.0.1", 0) # kept referenced: GC would close it
+      port = server.addr[1]
       free_port = TCPServer.open("127.0.0.1", 0) { |probe| probe.addr[1] }
       report(
         "local_host" => attempt { TCPSocket.new(name, port, local, 0).local_address.ip_address },
@@ -142,7 +150,7 @@ class TestReplace < Minitest::Test
   def test_udpsocket_resolves_names_for_send_connect_and_bind
     names = { name: Bed.answered_name, stalled: Bed.stalled_name, missing: Bed.nxdomain_name }
     result = child(<<~RUBY, **names)
-      require "igai/replace"
+      replace_socket_lookups
       receiver = UDPSocket.new
       receiver.bind(name, 0)
       port = receiver.local_address.ip_port
@@ -164,13 +172,14 @@ class TestReplace < Minitest::Test
     assert_equal "again".inspect, result["received_again"]["value"]
     assert_equal "Timeout::Error", result["stalled"]["error"]
     assert_operator result["stalled"]["seconds"], :<, 1.0
-    assert_equal ["SocketError", "getaddrinfo: Name or service not known"],
+    resolution_error = Socket.const_defined?(:ResolutionError) ? "Socket::ResolutionError" : "SocketError"
+    assert_equal [resolution_error, "getaddrinfo: Name or service not known"],
                  result["missing"].values_at("error", "message")
   end
 
   def test_ipsocket_getaddress_is_interruptible
     result = child(<<~RUBY, name: Bed.answered_name, stalled: Bed.stalled_name)
-      require "igai/replace"
+      replace_socket_lookups
       report("address" => attempt { IPSocket.getaddress(name) },
              "stalled" => attempt { Timeout.timeout(0.3) { IPSocket.getaddress(stalled) } })
     RUBY
@@ -181,7 +190,7 @@ class TestReplace < Minitest::Test
 
   def test_socket_and_addrinfo_lookups_are_interruptible
     result = child(<<~RUBY, stalled: Bed.stalled_name)
-      require "igai/replace"
+      replace_socket_lookups
       lookups = {
         "Socket.getaddrinfo" => -> { Socket.getaddrinfo(stalled, 80) },
         "Addrinfo.getaddrinfo" => -> { Addrinfo.getaddrinfo(stalled, 80) },
@@ -206,7 +215,8 @@ class TestReplace < Minitest::Test
     names = { name: Bed.answered_name, dual: Bed.answered_name(dual: true),
               missing: Bed.nxdomain_name }
     result = child(<<~RUBY, **names)
-      port = TCPServer.new("127.0.0.1", 0).addr[1]
+      server = TCPServer.new("127.0.0.1", 0) # kept referenced: GC would close it
+      port = server.addr[1]
       free_port = TCPServer.open("127.0.0.1", 0) { |probe| probe.addr[1] }
       calls = {
         "getaddress" => -> { IPSocket.getaddress("localhost").then { |a| [a, a.encoding] } },
@@ -254,7 +264,7 @@ class TestReplace < Minitest::Test
       }
       run = -> { calls.transform_values { |call| attempt(&call).except("seconds") } }
       original = run.call
-      require "igai/replace"
+      replace_socket_lookups
       report("original" => original, "replaced" => run.call)
     RUBY
     result["original"].each do |call, outcome|
