@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# test:ruby33 runs the full `rake test` on MRI 3.3 (Debian trixie's Ruby) in a debootstrap
+# test:ruby33 runs the full `rake test` (bench:ruby33: `rake bench`) on MRI 3.3 (Debian trixie's Ruby) in a debootstrap
 # root at .trixie/, so every change is also checked on an MRI whose own Socket.getaddrinfo is
 # interruptible and raises Socket::ResolutionError. The root is made once (from the Debian
 # mirror the host's apt uses) and reused while its marker file lists the same packages.
@@ -79,7 +79,8 @@ module Ruby33
     end
   end
 
-  def run_tests
+  # Runs `rake <task>` in the copy, inside the root.
+  def run_rake(task)
     env = ENV.select { |name, _| name == "CI" || name.start_with?("IGAI_") }.merge(
       "PATH" => "/opt/rust/cargo/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
       "HOME" => "/root", "LANG" => "C.UTF-8",
@@ -92,7 +93,7 @@ module Ruby33
       "mount --rbind /dev dev", "mount -t proc proc proc", "mount --rbind /sys sys",
       *RUST.map { |inside, host| "mount -o bind,ro #{host.shellescape} .#{inside}" },
       "exec chroot . /usr/bin/env -i #{env.map { |pair| pair.join('=').shellescape }.join(' ')} " \
-      "sh -c 'cd #{COPY} && ruby -v && exec rake test'"
+      "sh -c 'cd #{COPY} && ruby -v && exec rake #{task}'"
     ].join("\n")
     sh "unshare", "--mount", "--", "sh", "-c", script
   ensure
@@ -109,8 +110,17 @@ namespace :test do
     Ruby33.bootstrap
     puts format("test:ruby33: root ready in %.0f s", clock.call - start)
     Ruby33.sync_copy(File.expand_path("..", __dir__))
-    Ruby33.run_tests
+    Ruby33.run_rake("test")
   ensure
     puts format("test:ruby33: %.0f s in all", clock.call - start) if start
+  end
+end
+
+namespace :bench do
+  desc "Run `rake bench` on MRI 3.3 in the Debian trixie root"
+  task :ruby33 do
+    Ruby33.bootstrap
+    Ruby33.sync_copy(File.expand_path("..", __dir__))
+    Ruby33.run_rake("bench")
   end
 end
