@@ -149,6 +149,29 @@ class TestPool < Minitest::Test
     assert_equal 8, report[:parent_busy], "the parent's lookups are unaffected"
   end
 
+  # With no address space left for a thread's stack (a soft RLIMIT_AS just above what the
+  # process uses), the lookup fails with an error that says so, not a resolution failure;
+  # once the limit is lifted, lookups work again.
+  def test_a_lookup_thread_that_cannot_be_started_is_reported_as_such
+    report = in_child(<<~RUBY)
+      size = File.read("/proc/self/status")[/VmSize:\\s+(\\d+)/, 1].to_i * 1024
+      Process.setrlimit(:AS, size + 128 * 1024, Process::RLIM_INFINITY)
+      error = begin
+        Socket.interruptible_getaddrinfo("ok-nothread-\#{$$}.igai.test", 80, :INET)
+        nil
+      rescue SystemCallError => e
+        [e.class.name, e.message]
+      ensure
+        Process.setrlimit(:AS, Process::RLIM_INFINITY)
+      end
+      after = Socket.interruptible_getaddrinfo("ok-thread-\#{$$}.igai.test", 80, :INET)[0][3]
+      puts JSON.generate(error: error, after: after)
+    RUBY
+    assert_equal "Errno::EAGAIN", report[:error][0]
+    assert_match(/igai could not start a lookup thread/, report[:error][1])
+    assert_equal "127.0.0.1", report[:after]
+  end
+
   def test_max_workers_and_idle_timeout_reject_bad_values
     assert_raises(ArgumentError) { Igai.max_workers = 0 }
     assert_raises(TypeError) { Igai.max_workers = "many" }
