@@ -36,7 +36,9 @@ class TestDifferential < Minitest::Test
       "2001:db8::1", Bed.answered_name, Bed.answered_name(dual: true), Bed.nxdomain_name,
       Bed.refused_name, Bed.servfail_name, long_label, long_name, "#{long_name}.igai.test",
       "nul\0inside", "newline\n", "new\nline", "a" * 1100, 0x7f000001, 0, -1, 2**32, 2**70,
-      1.5, :localhost, Object.new
+      1.5, :localhost, Object.new,
+      # MRI measures a string by its bytes but hands C the text up to the first NUL byte.
+      "localhost".encode("UTF-32BE"), ("a" * 600).encode("UTF-16LE"), "127.0.0.1".encode("UTF-16LE")
     ]
   end
 
@@ -71,7 +73,8 @@ class TestDifferential < Minitest::Test
 
   def test_reverse_lookup_values_match_socket_getaddrinfo
     some_hosts = ["localhost", "127.0.0.1", "::1", "127.0.1.1", Bed.answered_name, nil]
-    values = [nil, true, false, :numeric, :hostname, :bogus, "true", 1]
+    values = [nil, true, false, :numeric, :hostname, :bogus, "true", 1, :"numeric\0",
+              :"hostname\0x", "numeric".to_sym]
     some_hosts.product(values).each do |host, reverse_lookup|
       assert_same_outcome(host, 80, nil, :STREAM, nil, nil, reverse_lookup)
       assert_same_outcome(host, 80, nil, :STREAM, nil, Socket::AI_CANONNAME, reverse_lookup)
@@ -87,6 +90,17 @@ class TestDifferential < Minitest::Test
     end
   ensure
     BasicSocket.do_not_reverse_lookup = saved
+  end
+
+  # A table of family and socket type names must never mistake an object for a Symbol that
+  # the garbage collector freed from the same heap slot.
+  def test_objects_in_the_slots_of_collected_symbols_are_not_taken_for_names
+    %w[SEQPACKET RDM INET6 PACKET].each { |name| "\#{name}_\#{rand}".to_sym }
+    GC.start
+    Array.new(100_000) { Object.new }.each do |object|
+      assert_raises(TypeError) { Socket.interruptible_getaddrinfo("127.0.0.1", 80, nil, object) }
+      assert_raises(TypeError) { Socket.interruptible_getaddrinfo("127.0.0.1", 80, object) }
+    end
   end
 
   def test_arity_errors_match_socket_getaddrinfo

@@ -30,6 +30,7 @@ class TestGetnameinfo < Minitest::Test
       Socket.sockaddr_in(8080, "127.0.1.1"), Socket.sockaddr_in(53, "10.9.9.9"),
       Socket.sockaddr_un("/tmp/igai.sock"), Addrinfo.tcp("127.0.0.1", 443),
       Addrinfo.udp("::1", 53), "\x02\x00#{'x' * 14}", "\x02\x00#{'x' * 3000}", "",
+      Addrinfo.unix("\0abstract"),
       ["AF_INET", 80, "localhost"], ["AF_INET", 80, "localhost", "127.0.0.1"],
       ["AF_INET", "http", "localhost", nil], [:INET6, 443, "::1"], [nil, 80, "localhost"],
       ["AF_INET", 80, Bed.answered_name], ["AF_INET", 80, Bed.nxdomain_name],
@@ -46,6 +47,16 @@ class TestGetnameinfo < Minitest::Test
     sockaddrs.product(flags).each do |sockaddr, flag|
       flag.nil? ? assert_same_outcome(sockaddr) : assert_same_outcome(sockaddr, flag)
     end
+  end
+
+  # A unix sockaddr whose path has no NUL: glibc reads the path up to a NUL. MRI copies the
+  # sockaddr into an uninitialised stack buffer, so what follows the path is whatever was
+  # there (not comparable); igai zero-fills, so the path ends where the sockaddr does and
+  # nothing past it is read.
+  def test_a_unix_path_without_nul_ends_with_the_sockaddr
+    flags = Socket::NI_NUMERICHOST | Socket::NI_NUMERICSERV
+    assert_equal "ab", Socket.interruptible_getnameinfo("\x01\x00ab".b, flags)[1]
+    assert_equal "", Socket.interruptible_getnameinfo(Addrinfo.unix(""), flags)[1]
   end
 
   def test_arity_errors_match_socket_getnameinfo

@@ -172,6 +172,33 @@ class TestPool < Minitest::Test
     assert_equal "127.0.0.1", report[:after]
   end
 
+  # glibc keeps a thread's DNS socket in the descriptor at the top of its stack and hands
+  # cached stacks to new threads: a child's worker must not inherit a parent worker's socket
+  # (it then loses answers to the parent). Fork repeatedly while a parent lookup is in flight.
+  def test_children_forked_during_lookups_get_their_own_resolver_state
+    report = in_child(<<~RUBY)
+      failures = 0
+      30.times do |i|
+        stalled = Thread.new do
+          Socket.interruptible_getaddrinfo("stall-g\#{i}-\#{$$}.igai.test", 80, timeout: 0.3)
+        rescue Errno::ETIMEDOUT
+        end
+        wait_until { Igai.stats[:busy] >= 1 }
+        pid = fork do
+          Socket.interruptible_getaddrinfo("ok-g\#{i}-\#{$$}.igai.test", 80, :INET)
+          exit!(0)
+        rescue SocketError
+          exit!(1)
+        end
+        Process.wait(pid)
+        failures += 1 unless $?.success?
+        stalled.join
+      end
+      puts JSON.generate(failures: failures)
+    RUBY
+    assert_equal 0, report[:failures]
+  end
+
   def test_max_workers_and_idle_timeout_reject_bad_values
     assert_raises(ArgumentError) { Igai.max_workers = 0 }
     assert_raises(TypeError) { Igai.max_workers = "many" }

@@ -11,6 +11,9 @@ pub struct NameQuery {
     pub flags: c_int,
 }
 
+/// The size of MRI's `union_sockaddr`, in which Socket.getnameinfo places a sockaddr.
+pub const SOCKADDR_BUFFER: usize = 2048;
+
 /// The host and service names found, or why not.
 pub type NameOutcome = Result<(CString, CString), LookupError>;
 
@@ -26,13 +29,18 @@ impl NameQuery {
 
     /// Performs the lookup (MRI's buffers: 1024 bytes for each name). May block on DNS.
     pub fn run(&self) -> NameOutcome {
+        // Like MRI, hand getnameinfo a copy in a zeroed buffer of MRI's sockaddr size: for
+        // AF_UNIX glibc reads the path up to a NUL, which a short sockaddr may not contain.
+        let mut sockaddr = vec![0u8; self.sockaddr.len().max(SOCKADDR_BUFFER)];
+        sockaddr[..self.sockaddr.len()].copy_from_slice(&self.sockaddr);
         let mut host = [0 as c_char; 1024];
         let mut serv = [0 as c_char; 1024];
-        // SAFETY: `sockaddr` is `len` readable bytes; both buffers are writable for the
-        // lengths passed; getnameinfo writes NUL-terminated text into them on success.
+        // SAFETY: `sockaddr` holds at least the `len` bytes passed, followed by zeros up to
+        // SOCKADDR_BUFFER; both name buffers are writable for the lengths passed; getnameinfo
+        // writes NUL-terminated text into them on success.
         let code = unsafe {
             libc::getnameinfo(
-                self.sockaddr.as_ptr() as *const libc::sockaddr,
+                sockaddr.as_ptr() as *const libc::sockaddr,
                 self.sockaddr.len() as libc::socklen_t,
                 host.as_mut_ptr(),
                 host.len() as libc::socklen_t,
@@ -94,6 +102,16 @@ mod tests {
             flags: 0,
         };
         assert!(!query.is_numeric());
+    }
+
+    #[test]
+    fn a_unix_path_without_nul_is_read_only_up_to_its_length() {
+        let query = NameQuery {
+            sockaddr: vec![libc::AF_UNIX as u8, 0, b'a', b'b'],
+            flags: libc::NI_NUMERICHOST | libc::NI_NUMERICSERV,
+        };
+        let (_, serv) = query.run().unwrap();
+        assert_eq!(serv.to_bytes(), b"ab");
     }
 
     #[test]

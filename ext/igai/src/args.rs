@@ -8,7 +8,7 @@ use magnus::rb_sys::{protect, AsRawValue};
 use magnus::{
     prelude::*,
     value::{Lazy, LazyId},
-    Error, Fixnum, RArray, RClass, RModule, RString, Ruby, Symbol, Value,
+    Error, Fixnum, RArray, RClass, RModule, RString, Ruby, StaticSymbol, Symbol, Value,
 };
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -85,15 +85,28 @@ pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
         };
         ruby.qnil().as_raw()
     })?;
-    let symbol = Symbol::from_value(value).expect("checked to be a Symbol");
-    match symbol.name()?.as_ref() {
-        "numeric" => Ok(false),
-        "hostname" => Ok(true),
-        other => Err(Error::new(
-            ruby.exception_arg_error(),
-            format!("invalid reverse_lookup flag: :{other}"),
-        )),
+    // Compared by ID, as MRI does: `:"numeric\0"` is another symbol than `:numeric`.
+    // SAFETY: GVL held; `value` is a Symbol (checked above); rb_sym2id returns its ID.
+    let id = unsafe { rb_sys::rb_sym2id(value.as_raw()) };
+    if id == intern("numeric") {
+        return Ok(false);
     }
+    if id == intern("hostname") {
+        return Ok(true);
+    }
+    // SAFETY: GVL held; rb_id2name returns the symbol's name as a C string (it stops at a NUL
+    // inside the name, as MRI's message does), valid while the ID lives (it is pinned now).
+    let name = unsafe { CStr::from_ptr(rb_sys::rb_id2name(id)) };
+    Err(Error::new(
+        ruby.exception_arg_error(),
+        format!("invalid reverse_lookup flag: :{}", name.to_string_lossy()),
+    ))
+}
+
+/// The permanent ID of `name` (`rb_intern`): IDs made this way are never collected.
+fn intern(name: &str) -> rb_sys::ID {
+    // SAFETY: GVL held; rb_intern2 reads `len` bytes of `name`.
+    unsafe { rb_sys::rb_intern2(name.as_ptr().cast(), name.len() as _) }
 }
 
 /// Converts the host like MRI's `host_str`, adding `AI_NUMERICHOST` to `flags` where MRI does.
@@ -114,7 +127,7 @@ pub fn host(ruby: &Ruby, host: Value, flags: &mut c_int) -> Result<Option<CStrin
         return Ok(Some(dotted(Ipv4Addr::from(number))));
     }
     let name = string_value_cstr(host)?;
-    match name.to_bytes() {
+    match name.as_slice() {
         b"" | b"<any>" => {
             *flags |= libc::AI_NUMERICHOST;
             Ok(Some(dotted(Ipv4Addr::UNSPECIFIED)))
@@ -127,7 +140,7 @@ pub fn host(ruby: &Ruby, host: Value, flags: &mut c_int) -> Result<Option<CStrin
             ruby.exception_arg_error(),
             format!("hostname too long ({})", bytes.len()),
         )),
-        _ => Ok(Some(name)),
+        bytes => Ok(Some(up_to_nul(bytes))),
     }
 }
 
@@ -143,13 +156,13 @@ pub fn service(ruby: &Ruby, service: Value, flags: &mut c_int) -> Result<Option<
         return Ok(Some(text));
     }
     let name = string_value_cstr(service)?;
-    if name.to_bytes().len() >= SERVICE_MAX {
+    if name.len() >= SERVICE_MAX {
         return Err(Error::new(
             ruby.exception_arg_error(),
-            format!("service name too long ({})", name.to_bytes().len()),
+            format!("service name too long ({})", name.len()),
         ));
     }
-    Ok(Some(name))
+    Ok(Some(up_to_nul(&name)))
 }
 
 /// Converts `timeout:`: nil is none; otherwise what Ruby accepts as a time interval
@@ -186,8 +199,12 @@ fn constant_arg(
     what: &str,
 ) -> Result<c_int, Error> {
     let known = CONSTANT_NAMES.get().map(names);
-    if let Some(value) = known.and_then(|names| names.by_symbol.get(&arg.as_raw())) {
-        return Ok(*value);
+    if StaticSymbol::from_value(arg).is_some() {
+        // SAFETY: GVL held; for a static Symbol rb_sym2id only decodes the immediate value.
+        let id = unsafe { rb_sys::rb_sym2id(arg.as_raw()) };
+        if let Some(value) = known.and_then(|names| names.by_id.get(&id)) {
+            return Ok(*value);
+        }
     }
     let name = match Symbol::from_value(arg) {
         // SAFETY: GVL held; rb_sym2str returns the symbol's (frozen) name string.
@@ -221,19 +238,20 @@ fn constant_arg(
 /// The names `constant_arg` accepts, read once from `Socket::Constants`: for families every
 /// `AF_*` and `PF_*` constant, with and without its prefix ("AF_INET", "PF_INET", "INET");
 /// for socket types every `SOCK_*` constant, with and without it ("SOCK_STREAM", "STREAM").
-/// The usual spelling, a static Symbol (`:INET`, `:STREAM`), is also looked up by its
-/// immediate VALUE, which never changes in a process.
+/// The usual spelling, a static Symbol (`:INET`, `:STREAM`), is found by its ID without
+/// looking at its name. (Only static Symbols: a dynamic one lives in the heap, and keying a
+/// table by its VALUE would match whatever object later takes its freed slot.)
 #[derive(Default)]
 pub struct ConstantNames {
     families: Names,
     socktypes: Names,
 }
 
-/// One kind of constant: values by name, and by static Symbol.
+/// One kind of constant: values by name, and by the name's permanent ID.
 #[derive(Default)]
 pub struct Names {
     by_bytes: HashMap<Vec<u8>, c_int>,
-    by_symbol: HashMap<rb_sys::VALUE, c_int>,
+    by_id: HashMap<rb_sys::ID, c_int>,
 }
 
 static CONSTANT_NAMES: OnceLock<ConstantNames> = OnceLock::new();
@@ -261,9 +279,7 @@ pub fn load_constant_names(ruby: &Ruby) -> Result<(), Error> {
         let value = value.to_i64() as c_int;
         let short = name.split_once('_').map_or("", |(_, rest)| rest).to_owned();
         for spelling in [short, name] {
-            names
-                .by_symbol
-                .insert(ruby.to_symbol(&spelling).as_raw(), value);
+            names.by_id.insert(intern(&spelling), value);
             names.by_bytes.insert(spelling.into_bytes(), value);
         }
     }
@@ -286,26 +302,36 @@ pub fn num_to_int(value: Value) -> Result<c_int, Error> {
     Ok(number)
 }
 
-/// MRI's `StringValueCStr`: converts with `to_str`, and raises ArgumentError for NUL bytes.
-pub fn string_value_cstr(value: Value) -> Result<CString, Error> {
-    // Fast path for a String without NUL; everything else takes Ruby's own conversion.
+/// MRI's `StringValueCStr`: converts with `to_str`, raises ArgumentError for a NUL character,
+/// and returns all the string's bytes. MRI then measures the string by its byte length but
+/// hands C the text up to its first NUL byte (which a UTF-16 or UTF-32 string may hold):
+/// see [`up_to_nul`].
+pub fn string_value_cstr(value: Value) -> Result<Vec<u8>, Error> {
+    // Fast path for a String without NUL bytes; everything else takes Ruby's own conversion.
     if let Some(string) = RString::from_value(value) {
         // SAFETY: the slice is copied before any Ruby code can run and change the string.
-        if let Ok(copy) = CString::new(unsafe { string.as_slice() }) {
-            return Ok(copy);
+        let bytes = unsafe { string.as_slice() };
+        if !bytes.contains(&0) {
+            return Ok(bytes.to_vec());
         }
     }
     let mut raw = value.as_raw();
-    let mut copy = CString::default();
     protect(|| {
         // SAFETY: GVL held; `raw` is a live VALUE on our stack (seen by the conservative GC)
-        // that rb_string_value_cstr may replace with the converted string. On success the
-        // returned pointer is a NUL-terminated buffer of that string, copied at once.
-        let text = unsafe { CStr::from_ptr(rb_sys::rb_string_value_cstr(&mut raw)) };
-        copy = text.to_owned();
-        rb_sys::Qnil as rb_sys::VALUE
+        // that rb_string_value_cstr may replace with the converted String; it raises for a
+        // NUL character and otherwise returns a pointer we do not need.
+        unsafe { rb_sys::rb_string_value_cstr(&mut raw) };
+        raw
     })?;
-    Ok(copy)
+    let string = RString::from_value(unsafe_value(raw)).expect("converted to a String");
+    // SAFETY: copied at once, before any Ruby code can run and change the string.
+    Ok(unsafe { string.as_slice() }.to_vec())
+}
+
+/// The C string MRI passes on: `bytes` up to the first NUL byte.
+fn up_to_nul(bytes: &[u8]) -> CString {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    CString::new(&bytes[..end]).expect("no NUL before `end`")
 }
 
 /// `SocketError`.

@@ -2,15 +2,11 @@
 
 use crate::{args, errors, resolve};
 use igai_core::lookup::AddrQuery;
-use igai_core::nameinfo::NameQuery;
+use igai_core::nameinfo::{NameQuery, SOCKADDR_BUFFER};
 use magnus::rb_sys::{protect, AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, RArray, RString, Ruby, Value};
 use std::ffi::CStr;
 use std::time::Instant;
-
-/// The largest sockaddr MRI accepts: the size of its `union_sockaddr`, whose 2048-byte
-/// placeholder member outgrows every real sockaddr.
-const SOCKADDR_MAX: usize = 2048;
 
 /// Finds names like `Socket.getnameinfo(sockaddr, flags)`, interruptibly, giving up with
 /// `Errno::ETIMEDOUT` after `timeout` seconds (nil: no limit). `sockaddr` is a packed
@@ -30,7 +26,7 @@ pub fn getnameinfo(
     let deadline = args::timeout(ruby, timeout)?.map(|limit| Instant::now() + limit);
     let addresses = match sockaddr_string(sockaddr)? {
         Some(packed) => {
-            if packed.len() > SOCKADDR_MAX {
+            if packed.len() > SOCKADDR_BUFFER {
                 return Err(Error::new(
                     ruby.exception_type_error(),
                     "sockaddr length too big",
