@@ -1,0 +1,191 @@
+# frozen_string_literal: true
+
+# Corpus of test/fuzz/differential.rb, replayed before the random cases: argument lists
+# that once found a difference, or that sit on an edge of MRI's conversions. Evaluated by
+# IgaiFuzz::Corpus: gai(*args) is a Socket.getaddrinfo case, gni(*args) a
+# Socket.getnameinfo one; answered(tag), dual, nxdomain, refused and servfail make bed
+# names (the same tag gives the same name), to_str(v)/to_int(v)/to_ary(v) objects that
+# convert to v (or raise it, when v is an exception), opaque an object with no conversion.
+# Cases marked "known issue" are skipped unless FUZZ_KNOWN_ISSUES=1.
+
+stream = Socket::SOCK_STREAM
+
+# --- hosts the bed answers, and the ways it fails
+gai(answered, 80)
+gai(dual, "https", nil, :STREAM)
+gai(dual, 80, :INET6, :DGRAM)
+gai(answered, nil, :INET, nil, nil, Socket::AI_CANONNAME)
+gai(nxdomain, 80)
+gai(refused, 80, nil, stream)
+gai(servfail, 80, nil, stream)
+gai("igai-hosts-entry.example", 80, nil, stream, nil, Socket::AI_CANONNAME)
+gai("igai-hosts-entry", 80)
+gai("localhost", "http", :UNSPEC, :STREAM, nil, nil, true)
+gai("localhost.", 80)
+gai("example.com", 80)
+gai("no-such-name", nil)
+gai(answered.upcase, 80)
+
+# --- numeric hosts, and what MRI's numeric rule leaves to getaddrinfo(3)
+gai("127.0.0.1", 80)
+gai("::1", nil, nil, :RAW)
+gai("::ffff:127.0.0.1", 443, :INET6)
+gai("::1.2.3.4", 0)
+gai("1.2.3", 80)
+gai("127.1", 80)
+gai("01.2.3.4", 80)
+gai("0x7f.0.0.1", 80)
+gai("fe80::1%lo", 80)
+gai("fe80::1%999", 80)
+gai("256.1.1.1", 80)
+gai("1.2.3.4 ", 80)
+gai("[::1]", 80)
+gai("127.0.0.1", "65536")
+gai("127.0.0.1", "00080")
+gai("127.0.0.1", " 80")
+gai("127.0.0.1", "+80")
+gai("127.0.0.1", "9999999999999999999999")
+gai("127.0.0.1", 80, nil, nil, Socket::IPPROTO_TCP)
+gai("127.0.0.1", 80, nil, :DGRAM, Socket::IPPROTO_TCP)
+gai("127.0.0.1", 80, nil, :SEQPACKET)
+gai("127.0.0.1", 80, :INET6)
+gai("::1", 80, :INET)
+gai("127.0.0.1", 80, nil, nil, nil, nil, true)
+gai("10.1.2.3", 80, nil, stream, nil, nil, :hostname)
+
+# --- hosts MRI rewrites or rejects itself
+gai("", 80)
+gai("<any>", 80)
+gai("<broadcast>", 80)
+gai("*", 80)
+gai(nil, 80, nil, stream, nil, Socket::AI_PASSIVE)
+gai(nil, nil)
+gai(0x7f000001, 80)
+gai(0, 80)
+gai(-1, 80)
+gai(2**32, 80)
+gai(2**70, 80)
+gai("a" * 1024, 80)
+gai("a" * 1025, 80)
+gai((["b" * 63] * 4).join("."), 80)
+gai("nul\0inside", 80)
+gai("newline\n", 80)
+gai("127.0.0.1\n", 80)
+gai("new\nline", 80)
+gai("ünïcödé.example", 80)
+gai("\xff\xfe".b, 80)
+gai(:localhost, 80)
+gai(1.5, 80)
+gai(opaque, 80)
+gai(to_str("localhost"), to_str("80"), to_str("INET"))
+gai(to_str(1), 80)
+gai(to_str(IOError.new("to_str raised")), 80)
+
+# --- services
+gai("localhost", "s" * 31)
+gai("localhost", "s" * 32)
+gai("localhost", "igai-no-such-service")
+gai("localhost", "ht\0tp")
+gai("localhost", 65_536)
+gai("localhost", -1)
+gai("localhost", 2**62)
+gai("localhost", 2**64)
+gai("localhost", :http)
+gai("localhost", 80.0)
+gai("localhost", "domain", nil, :DGRAM)
+
+# --- families, socket types, protocols
+gai("localhost", 80, :AF_INET6)
+gai("localhost", 80, "PF_INET")
+gai("localhost", 80, :UNIX)
+gai("localhost", 80, "AF_INET\0x")
+gai("localhost", 80, :BOGUS)
+gai("localhost", 80, 9999)
+gai("localhost", 80, 2**40)
+gai("localhost", 80, 2.0)
+gai("localhost", 80, nil, "SOCK_DGRAM")
+gai("localhost", 80, nil, :BOGUS)
+gai("localhost", 80, nil, "STREAM\0")
+gai("localhost", 80, nil, "1")
+gai("localhost", 80, nil, to_int(1))
+gai("localhost", 80, nil, nil, "6")
+gai("localhost", 80, nil, nil, to_int(6))
+gai("localhost", 80, nil, nil, to_int(ArgumentError.new("to_int raised")))
+gai("localhost", 80, nil, nil, 2**40)
+
+# --- flags
+gai("localhost", 80, nil, nil, nil, Socket::AI_NUMERICHOST)
+gai(nil, 80, nil, nil, nil, Socket::AI_CANONNAME)
+gai("localhost", "http", nil, nil, nil, Socket::AI_NUMERICSERV)
+gai("localhost", 80, :INET6, nil, nil, Socket::AI_V4MAPPED | Socket::AI_ALL)
+gai(answered, 80, nil, nil, nil, Socket::AI_ADDRCONFIG)
+gai("localhost", 80, nil, nil, nil, 1 << 20)
+gai("localhost", 80, nil, nil, nil, -1)
+gai("localhost", 80, nil, nil, nil, "1")
+
+# --- reverse_lookup
+gai("127.0.0.1", 80, nil, stream, nil, nil, :numeric)
+gai("127.0.0.1", 80, nil, stream, nil, nil, :bogus)
+gai("127.0.0.1", 80, nil, stream, nil, nil, "true")
+gai("127.0.0.1", 80, nil, stream, nil, nil, 1)
+
+# --- arity
+gai
+gai("localhost")
+gai("localhost", 80, nil, nil, nil, nil, nil, :extra)
+gai("localhost", 80, {})
+
+# --- known issues (skipped unless FUZZ_KNOWN_ISSUES=1)
+gai("127.0.0.1", 80, nil, stream, nil, nil, :"numeric\0")      # known issue
+gai("localhost".encode("UTF-32BE"), 80)                          # known issue
+gai(("a" * 600).encode("UTF-16LE"), 80)                          # known issue
+gni("\x01\x00ab".b, Socket::NI_NUMERICHOST | Socket::NI_NUMERICSERV) # known issue
+gni(Addrinfo.unix(""))                                           # known issue
+
+# --- getnameinfo
+numeric = Socket::NI_NUMERICHOST | Socket::NI_NUMERICSERV
+gni(Socket.sockaddr_in(80, "127.0.0.1"))
+gni(Socket.sockaddr_in(80, "127.0.0.1"), numeric)
+gni(Socket.sockaddr_in(53, "::1"), Socket::NI_DGRAM)
+gni(Socket.sockaddr_in(80, "10.1.2.3"))
+gni(Socket.sockaddr_in(80, "10.1.2.3"), Socket::NI_NAMEREQD)
+gni(Socket.sockaddr_in(80, "127.0.0.1"), Socket::NI_NAMEREQD | Socket::NI_NUMERICHOST)
+gni(Socket.sockaddr_in(80, "fe80::1"))
+gni(Socket.sockaddr_in(80, "127.0.0.1")[0, 15])
+gni(Socket.sockaddr_in(80, "127.0.0.1") + "\0" * 100)
+gni("\0" * 2048)
+gni("\0" * 2049)
+gni("\xff\xff\0\0".b)
+gni("".b)
+gni(Socket.pack_sockaddr_un("/tmp/sock"))
+gni(Addrinfo.tcp("127.0.0.1", 22))
+gni(Addrinfo.udp("::1", 53), Socket::NI_DGRAM)
+gni(Addrinfo.unix("/tmp/igai-fuzz"))
+gni(["AF_INET", 80, "127.0.0.1"])
+gni(["AF_INET", 80, "localhost"], numeric)
+gni(["AF_INET", "http", answered])
+gni([:INET6, 443, "::1", "::1"])
+gni(["AF_INET", 80, "localhost", "127.0.0.1"])
+gni(["AF_INET", 80, "localhost", nil])
+gni(["AF_INET", 80, "localhost", "1.2.3"])
+gni([nil, 80, "localhost"])
+gni([nil, 80, "localhost"], 28)
+gni(["AF_INET", 80, nxdomain])
+gni(["AF_INET", 80, "igai-hosts-entry.example"])
+gni(["AF_INET", 80])
+gni(["AF_INET", 80, "localhost", nil, nil])
+gni(["BOGUS", 80, "localhost"])
+gni(["AF_INET", 80, "nul\0"])
+gni(["AF_INET", "x" * 40, "localhost"])
+gni(to_str(Socket.sockaddr_in(80, "127.0.0.1")))
+gni(to_ary(["AF_INET", 80, "127.0.0.1"]))
+gni(to_ary(:not_an_array))
+gni(opaque)
+gni(nil)
+gni(80)
+gni(Socket.sockaddr_in(80, "127.0.0.1"), nil)
+gni(Socket.sockaddr_in(80, "127.0.0.1"), "1")
+gni(Socket.sockaddr_in(80, "127.0.0.1"), 2**40)
+gni(Socket.sockaddr_in(80, "127.0.0.1"), -1)
+gni
+gni(Socket.sockaddr_in(80, "127.0.0.1"), 0, :extra)
