@@ -7,20 +7,12 @@
 require "etc"
 require "igai"
 require_relative "../test/support/bed"
+require_relative "support"
 
 Bed = IgaiTest::Bed
 abort "bench/getaddrinfo.rb needs the test bed: #{Bed.unavailable_reason}" unless Bed.available?
 
-def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-
-# Best of `rounds` averages of `count` calls, in microseconds per call.
-def per_call(count, rounds: 5)
-  Array.new(rounds) do
-    start = now
-    count.times { yield }
-    (now - start) / count * 1e6
-  end.min
-end
+include BenchSupport
 
 # Rounds of the two calls alternate, so that drift in the machine's load hits both alike.
 def compare(label, count, *args)

@@ -9,17 +9,9 @@
 
 require "timeout"
 require "igai/timeout"
+require_relative "support"
 
-def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-
-# Best of `rounds` averages of `count` calls, in microseconds per call.
-def per_call(count, rounds: 3)
-  Array.new(rounds) do
-    start = now
-    count.times { yield }
-    (now - start) / count * 1e6
-  end.min
-end
+include BenchSupport
 
 IGAI_CALLS = 20_000
 STDLIB_CALLS = 5_000
@@ -28,8 +20,8 @@ STDLIB_CALLS = 5_000
 1_000.times { Igai::Timeout.timeout(5) {} }
 200.times { Timeout.timeout(5) {} }
 
-igai = per_call(IGAI_CALLS) { Igai::Timeout.timeout(5) {} }
-stdlib = per_call(STDLIB_CALLS) { Timeout.timeout(5) {} }
+igai = per_call(IGAI_CALLS, rounds: 3) { Igai::Timeout.timeout(5) {} }
+stdlib = per_call(STDLIB_CALLS, rounds: 3) { Timeout.timeout(5) {} }
 
 puts "#{RUBY_DESCRIPTION}, bundled timeout #{Timeout::VERSION}"
 printf("Igai::Timeout.timeout(5) {}  %8.2f us/call  (best of 3 x %d calls)\n", igai, IGAI_CALLS)
