@@ -284,9 +284,9 @@ module Igai
       def measure(&lookup)
         start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         outcome = begin
-          Timeout.timeout(LIMIT, &lookup)
+          ::Timeout.timeout(LIMIT, &lookup) # the standard library's, as users know it
           "answered"
-        rescue Timeout::Error, SocketError, SystemCallError => e
+        rescue ::Timeout::Error, SocketError, SystemCallError => e
           e.class.name
         end
         format("ended after %.3f s (%s)", Process.clock_gettime(Process::CLOCK_MONOTONIC) - start,
