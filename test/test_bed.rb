@@ -14,8 +14,10 @@ require "resolv"
 require "socket"
 require "timeout"
 require_relative "support/bed"
+require_relative "support/stopwatch"
 
 class TestBed < Minitest::Test
+  include IgaiTest::Stopwatch
   Bed = IgaiTest::Bed
 
   # MRI 3.3 made Socket.getaddrinfo interruptible (it runs in a helper
@@ -79,11 +81,11 @@ class TestBed < Minitest::Test
 
   def test_refused_and_servfail_fail_quickly
     [Bed.refused_name, Bed.servfail_name].each do |name|
-      elapsed = timed do
+      took = elapsed do
         error = assert_raises(SocketError) { Socket.getaddrinfo(name, 80) }
         assert_match(/temporary failure/i, error.message) # EAI_AGAIN
       end
-      assert_operator elapsed, :<, Bed.resolver_timeout / 2, "#{name} should fail at once"
+      assert_operator took, :<, Bed.resolver_timeout / 2, "#{name} should fail at once"
     end
   end
 
@@ -100,10 +102,10 @@ class TestBed < Minitest::Test
   def test_delayed_name_resolves_after_the_delay
     name = Bed.delayed_name(300)
     rows = nil
-    elapsed = timed { rows = Socket.getaddrinfo(name, 80, :INET, :STREAM) }
+    took = elapsed { rows = Socket.getaddrinfo(name, 80, :INET, :STREAM) }
     assert_equal Bed::ANSWER_V4, rows.first[3]
-    assert_operator elapsed, :>=, 0.25
-    assert_operator elapsed, :<, Bed.resolver_timeout
+    assert_operator took, :>=, 0.25
+    assert_operator took, :<, Bed.resolver_timeout
   end
 
   # The point of the bed: a stalled name blocks getaddrinfo until the
@@ -111,7 +113,7 @@ class TestBed < Minitest::Test
   def test_stalled_name_blocks_plain_getaddrinfo
     name = Bed.stalled_name
     error = nil
-    elapsed = timed do
+    took = elapsed do
       Timeout.timeout(0.2) { Socket.getaddrinfo(name, 80) }
     rescue Timeout::Error, SocketError => e
       error = e
@@ -119,23 +121,23 @@ class TestBed < Minitest::Test
 
     if INTERRUPTIBLE_GETADDRINFO
       assert_kind_of Timeout::Error, error
-      assert_operator elapsed, :<, 1.0, "MRI >= 3.3 should interrupt getaddrinfo"
+      assert_operator took, :<, 1.0, "MRI >= 3.3 should interrupt getaddrinfo"
     else
       refute_nil error
-      assert_operator elapsed, :>=, [1.0, Bed.resolver_timeout * 0.5].max,
+      assert_operator took, :>=, [1.0, Bed.resolver_timeout * 0.5].max,
                       "Timeout interrupted getaddrinfo: the bed did not stall it"
-      assert_operator elapsed, :<, Bed.resolver_timeout * 2 + 2
+      assert_operator took, :<, Bed.resolver_timeout * 2 + 2
     end
     assert_includes Bed.wait_for_queries(name), "A"
   end
 
   def test_stalled_name_fails_after_resolver_timeout
     name = Bed.stalled_name
-    elapsed = timed do
+    took = elapsed do
       error = assert_raises(SocketError) { Socket.getaddrinfo(name, 80, :INET) }
       assert_match(/temporary failure/i, error.message) # EAI_AGAIN
     end
-    assert_in_delta Bed.resolver_timeout, elapsed, 0.75
+    assert_in_delta Bed.resolver_timeout, took, 0.75
     assert_equal ["A"], Bed.queries_for(name)
   end
 
@@ -169,13 +171,5 @@ class TestBed < Minitest::Test
     assert_equal 4242, reply.id
     assert_equal Resolv::DNS::RCode::NoError, reply.rcode
     assert_equal [Bed::ANSWER_V6], reply.answer.map { |_, _, rr| rr.address.to_s }
-  end
-
-  private
-
-  def timed
-    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    yield
-    Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
   end
 end

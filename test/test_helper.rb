@@ -6,10 +6,13 @@ require "timeout"
 require "rbconfig"
 require "igai"
 require_relative "support/bed"
+require_relative "support/stopwatch"
 
 module IgaiTest
   # Shared test helpers: child Ruby processes and a monotonic stopwatch.
   module Helpers
+    include Stopwatch
+
     LIB = File.expand_path("../lib", __dir__)
 
     # Runs Ruby code in a child process (inside the same bed) and returns [output, status];
@@ -26,13 +29,6 @@ module IgaiTest
       [output, status]
     ensure
       reader&.close
-    end
-
-    # Seconds elapsed while the block runs.
-    def elapsed
-      start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      yield
-      Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
     end
   end
 end
