@@ -28,7 +28,7 @@ class TestSandbox < Minitest::Test
     sandbox.inside do |dir|
       puts JSON.generate(
         dir: dir,
-        addresses: Socket.getifaddrs.filter_map { |i| i.addr&.ip? && i.addr.ip_address }.sort,
+        addresses: Socket.getifaddrs.filter_map(&:addr).select(&:ip?).map(&:ip_address).sort,
         hostname: Socket.gethostname,
         files: %w[/etc/resolv.conf /etc/nsswitch.conf /etc/hosts].to_h { |f| [f, File.read(f)] },
         entry: Addrinfo.getaddrinfo("sandbox-entry.example", nil, :INET).map(&:ip_address).uniq,
@@ -50,7 +50,7 @@ class TestSandbox < Minitest::Test
 
     # The bed is itself a sandbox: the same loopback addresses, AI_ADDRCONFIG's 127.0.0.2 among
     # them, and the same nsswitch.conf.
-    bed_addresses = Socket.getifaddrs.filter_map { |i| i.addr&.ip? && i.addr.ip_address }.sort
+    bed_addresses = Socket.getifaddrs.filter_map(&:addr).select(&:ip?).map(&:ip_address).sort
     assert_equal bed_addresses, seen["addresses"]
     assert_includes seen["addresses"], "127.0.0.2"
     assert_equal File.read("/etc/nsswitch.conf"), seen.dig("files", "/etc/nsswitch.conf")
