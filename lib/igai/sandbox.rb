@@ -93,7 +93,8 @@ module Igai
     end
 
     # resolver_timeout: seconds glibc waits for an unanswered query (resolv.conf timeout:).
-    # hosts: lines added to /etc/hosts. comment: the first line of resolv.conf.
+    # hosts: lines added to /etc/hosts. hostname: the host name set when the inherited one has a
+    # dot. comment: the first line of resolv.conf.
     def initialize(resolver_timeout:, hosts: "", hostname: "igai-sandbox",
                    comment: "igai sandbox")
       @resolver_timeout = resolver_timeout
