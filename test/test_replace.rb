@@ -85,6 +85,35 @@ class TestReplace < Minitest::Test
     assert_operator result["seconds"], :>=, Bed.resolver_timeout * 0.9, result.inspect
   end
 
+  # net-http 0.2 (Ruby 3.1's) opens with Socket.tcp(connect_timeout: open_timeout) and no
+  # Timeout: connect_timeout must bound the lookups too (the host's and the local host's),
+  # ending them as an expired connect ends, while a name that answers still connects.
+  def test_socket_tcp_connect_timeout_bounds_its_lookups
+    names = { name: Bed.answered_name, stalled: Bed.stalled_name, local: Bed.stalled_name }
+    result = child(<<~RUBY, **names)
+      replace_socket_lookups
+      server = TCPServer.new("127.0.0.1", 0) # kept referenced: GC would close it
+      port = server.addr[1]
+      kept = nil
+      report(
+        "stalled" => attempt { Socket.tcp(stalled, 80, connect_timeout: 0.3) },
+        "stalled local" => attempt { Socket.tcp(name, port, local, 0, connect_timeout: 0.3) },
+        "answered" => attempt do
+          Socket.tcp(name, port, connect_timeout: 0.3) { |socket| (kept = socket).remote_address.ip_port }
+        end,
+        "closed after the block" => kept.closed?,
+        "port" => port
+      )
+    RUBY
+    ["stalled", "stalled local"].each do |call|
+      assert_equal ["Errno::ETIMEDOUT", "Connection timed out - user specified timeout"],
+                   result[call].values_at("error", "message"), call
+      assert_operator result[call]["seconds"], :<, 1.0, call
+    end
+    assert_equal result["port"].to_s, result["answered"]["value"], result.inspect
+    assert result["closed after the block"]
+  end
+
   def test_http_get_through_a_resolved_name_works_with_igai_replace
     result = child(<<~RUBY, name: Bed.answered_name)
       replace_socket_lookups
@@ -246,6 +275,12 @@ class TestReplace < Minitest::Test
         end,
         "Socket.tcp" => -> { Socket.tcp(name, port) { |socket| socket.remote_address.ip_port } },
         "Socket.tcp refused" => -> { Socket.tcp("localhost", 1) },
+        "Socket.tcp connect_timeout" => lambda do
+          Socket.tcp(name, port, connect_timeout: 5) { |socket| socket.remote_address.ip_port }
+        end,
+        "Socket.tcp connect_timeout refused" => -> { Socket.tcp("localhost", 1, connect_timeout: 5) },
+        "Socket.tcp connect_timeout text" => -> { Socket.tcp("localhost", 1, connect_timeout: "1") },
+        "Socket.tcp keyword" => -> { Socket.tcp("localhost", 1, connect_timeout: 1, bogus: 1) },
         "Socket.getaddrinfo" => -> { Socket.getaddrinfo("localhost", 80, nil, nil, 6, 0, true) },
         "Socket.getaddrinfo flag" => -> { Socket.getaddrinfo("localhost", 80, nil, nil, 0, 0, 1) },
         "Socket.getaddrinfo keyword" => -> { Socket.getaddrinfo("localhost", 80, timeout: 1) },

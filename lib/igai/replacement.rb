@@ -13,13 +13,37 @@ module Igai
   # family, socktype, protocol]; a socket is then set up by the original method, given the
   # row's numeric address in place of the host.
   module Replacement
-    # Socket.getaddrinfo.
+    # Socket.getaddrinfo and Socket.tcp.
     module SocketClassMethods
       # Socket.getaddrinfo, interruptible.
       def getaddrinfo(host, service, family = nil, socktype = nil, protocol = nil, flags = nil,
                       reverse_lookup = nil)
-        interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
-                                  reverse_lookup)
+        Replacement.limited(nil) do |limit|
+          interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
+                                    reverse_lookup, timeout: limit)
+        end
+      end
+
+      # Socket.tcp. Given a connect_timeout and no resolv_timeout, its lookups (of the host,
+      # and of the local host if any) together may take no longer than connect_timeout, and
+      # give up, as an expired connect does, with Errno::ETIMEDOUT "user specified timeout"
+      # (net-http 0.2's Net::HTTP turns that into Net::OpenTimeout); each connect attempt
+      # then has connect_timeout of its own, as before. Otherwise it is the original.
+      def tcp(host, port, local_host = nil, local_port = nil, connect_timeout: nil,
+              resolv_timeout: nil, **options)
+        return super unless resolv_timeout.nil? && Replacement.seconds?(connect_timeout)
+
+        socket = Replacement.lookups_within(connect_timeout) do
+          super(host, port, local_host, local_port, connect_timeout: connect_timeout,
+                                                    resolv_timeout: resolv_timeout, **options, &nil)
+        end
+        return socket unless block_given?
+
+        begin
+          yield socket
+        ensure
+          socket.close
+        end
       end
     end
 
@@ -30,23 +54,33 @@ module Igai
       # Addrinfo.getaddrinfo, interruptible, honouring +timeout+ (Errno::ETIMEDOUT).
       def getaddrinfo(nodename, service, family = nil, socktype = nil, protocol = nil,
                       flags = nil, timeout: nil)
-        interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
-                                  timeout: timeout)
+        Replacement.limited(timeout) do |limit|
+          interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
+                                    timeout: limit)
+        end
       end
 
       # Addrinfo.tcp: the first TCP address.
       def tcp(host, port)
-        interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP).first
+        Replacement.limited(nil) do |limit|
+          interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP,
+                                    timeout: limit).first
+        end
       end
 
       # Addrinfo.udp: the first UDP address.
       def udp(host, port)
-        interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP).first
+        Replacement.limited(nil) do |limit|
+          interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP,
+                                    timeout: limit).first
+        end
       end
 
       # Addrinfo.ip: the first address, without socket type or protocol.
       def ip(host)
-        row = Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false).first
+        row = Replacement.limited(nil) do |limit|
+          Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false, timeout: limit).first
+        end
         AddrinfoBuilder.addrinfo(row, inspectname: AddrinfoBuilder.inspectname(host, nil, row),
                                       socktype: 0, protocol: 0)
       end
@@ -132,10 +166,41 @@ module Igai
 
     module_function
 
+    # Where Socket.tcp keeps the deadline of its lookups (fiber-local).
+    DEADLINE = :__igai_lookup_deadline
+    private_constant :DEADLINE
+
     # The rows for host and service, found through igai as the socket library looks them up
     # (no flags, numeric addresses).
     def lookup(host, service, family, socktype)
-      Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false)
+      limited(nil) do |limit|
+        Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
+                                         timeout: limit)
+      end
+    end
+
+    # Yields the limit, in seconds or nil, for a lookup whose own limit is +own+ (nil: none):
+    # +own+, or else what is left of the time the running Socket.tcp gave its lookups.
+    def limited(own)
+      return yield(own) unless own.nil?
+
+      deadline = Thread.current[DEADLINE]
+      yield(deadline && [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0].max)
+    end
+
+    # Runs the block, in which lookups without a limit of their own may take +seconds+ in all.
+    def lookups_within(seconds)
+      previous = Thread.current[DEADLINE]
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+      Thread.current[DEADLINE] = previous ? [previous, deadline].min : deadline
+      yield
+    ensure
+      Thread.current[DEADLINE] = previous
+    end
+
+    # Whether value is a number of seconds a lookup can be limited to.
+    def seconds?(value)
+      value.is_a?(Numeric) && value.real? && value.to_f.finite? && value >= 0
     end
 
     # Yields each address of host and port for a datagram socket of the family of socket, in
@@ -178,7 +243,8 @@ module Igai
   # Makes name resolution in Ruby's socket library interruptible, by routing it through igai:
   # Socket.getaddrinfo; Addrinfo.getaddrinfo, .tcp, .udp and .ip (so also Socket.tcp and
   # Addrinfo.foreach); TCPSocket.new and .open, local host and port included, trying every
-  # address in order; UDPSocket#bind, #connect and #send; IPSocket.getaddress. Net::HTTP's
+  # address in order; UDPSocket#bind, #connect and #send; IPSocket.getaddress. Socket.tcp's
+  # connect_timeout also bounds its lookups when no resolv_timeout is given. Net::HTTP's
   # open_timeout, Timeout.timeout and Ctrl-C then end stalled lookups.
   #
   # Does so only on Rubies whose Socket.getaddrinfo cannot be interrupted (MRI before 3.3),
