@@ -6,8 +6,8 @@ require_relative "support/clients"
 
 # The clients applications really use (Debian's ruby-* packages, installed by bin/setup),
 # each with its own 0.3 s connect/open timeout, against a name whose DNS never answers:
-# igai/replace bounds every one of them (excon and redis only through the process-wide
-# limit, IGAI_TIMEOUT), while on Rubies before 3.3 none of them is bounded without it; and a
+# igai/replace bounds every one of them (excon, and redis before 5, only through the
+# process-wide limit, IGAI_TIMEOUT), while on Rubies before 3.3 none of them is bounded without it; and a
 # real request through each, with replace and with the limit, still works.
 #
 # Every client runs in a child process, so that neither the client nor igai/replace changes
@@ -70,21 +70,22 @@ class TestClients < Minitest::Test
 
   Clients::ALL.each do |client|
     slug = client.name.downcase.gsub(/[^a-z0-9]+/, "_")
-    limit = client.needs_limit ? "the process-wide limit" : "its own timeout"
 
     # igai/replace (forced on Rubies whose own lookups are interruptible, so that it is
     # exercised everywhere): a real request works, the stalled one ends within the client's
-    # own timeout (or the limit), and with the limit set a name that answers still connects.
-    define_method("test_#{slug}_with_igai_replace_#{limit.tr(' -', '__')}_ends_a_stalled_lookup") do
-      env = client.needs_limit ? { "IGAI_TIMEOUT" => Clients::OWN_TIMEOUT.to_s } : {}
+    # own timeout (or the process-wide limit, for the clients that need it), and with the
+    # limit set a name that answers still connects.
+    define_method("test_#{slug}_with_igai_replace_ends_a_stalled_lookup_and_requests_work") do
       names = [Bed.answered_name, Bed.stalled_name, Bed.answered_name]
-      result = child(client, <<~RUBY, env: env)
+      result = child(client, <<~RUBY)
         require "igai/replace"
         Igai.replace!(force: true)
+        limit = #{Clients::OWN_TIMEOUT} if client.needs_limit?
+        Igai.replace!(timeout: limit)
         answered, stalled, answered_again = #{names.inspect}
         port = IgaiTest::Clients::Servers.start(client.server)
         request = attempt { client.connect.call(answered, port) }
-        stalled = attempt { client.connect.call(stalled, port) }
+        stalled = attempt { client.connect.call(stalled, port) }.merge("limit" => limit)
         Igai.replace!(timeout: #{Clients::OWN_TIMEOUT})
         limited = attempt { client.connect.call(answered_again, port) }
         puts JSON.generate("request" => request, "stalled" => stalled, "limited" => limited)

@@ -93,7 +93,8 @@ class TestReplace < Minitest::Test
 
   # net-http 0.2 (Ruby 3.1's) opens with Socket.tcp(connect_timeout: open_timeout) and no
   # Timeout: connect_timeout must bound the lookups too (the host's and the local host's),
-  # ending them as an expired connect ends, while a name that answers still connects.
+  # ending them as an expired connect ends, while a name that answers still connects. So
+  # for TCPSocket.new (dalli 3.2 and later), which also takes a resolv_timeout.
   def test_socket_tcp_connect_timeout_bounds_its_lookups
     names = { name: Bed.answered_name, stalled: Bed.stalled_name, local: Bed.stalled_name }
     result = child(<<~RUBY, **names)
@@ -108,10 +109,13 @@ class TestReplace < Minitest::Test
           Socket.tcp(name, port, connect_timeout: 0.3) { |socket| (kept = socket).remote_address.ip_port }
         end,
         "closed after the block" => kept.closed?,
-        "port" => port
+        "port" => port,
+        "TCPSocket" => attempt { TCPSocket.new(stalled, 80, connect_timeout: 0.3) },
+        "TCPSocket local" => attempt { TCPSocket.new(name, port, local, 0, connect_timeout: 0.3) },
+        "TCPSocket resolv_timeout" => attempt { TCPSocket.new(stalled, 80, resolv_timeout: 0.3) }
       )
     RUBY
-    ["stalled", "stalled local"].each do |call|
+    ["stalled", "stalled local", "TCPSocket", "TCPSocket local", "TCPSocket resolv_timeout"].each do |call|
       assert_equal ["Errno::ETIMEDOUT", "Connection timed out - user specified timeout"],
                    result[call].values_at("error", "message"), call
       assert_operator result[call]["seconds"], :<, 1.0, call
@@ -265,6 +269,10 @@ class TestReplace < Minitest::Test
         "tcp local family" => -> { TCPSocket.new("127.0.0.1", 1, "::1", 0) },
         "tcp local port" => -> { TCPSocket.new("localhost", 1, nil, free_port) },
         "tcp connected" => -> { TCPSocket.new(name, port).remote_address.inspect_sockaddr },
+        "tcp connect_timeout" => lambda do
+          TCPSocket.new(name, port, connect_timeout: 5).remote_address.inspect_sockaddr
+        end,
+        "tcp connect_timeout refused" => -> { TCPSocket.new("localhost", 1, connect_timeout: 5) },
         "tcp open" => -> { TCPSocket.open("localhost", port) { |socket| socket.class } },
         "tcp arity" => -> { TCPSocket.new("localhost") },
         "tcp keyword" => -> { TCPSocket.new("127.0.0.1", 1, bogus: 1) },

@@ -101,12 +101,12 @@ module Igai
       # Connects like TCPSocket.new: tries the remote addresses in order until one connects,
       # each from the first local address of its family when a local host or port is given
       # (a remote address without one is skipped, unless it is the last and nothing was
-      # tried); fails with the error of the last attempt.
+      # tried); fails with the error of the last attempt. As with Socket.tcp, a
+      # resolv_timeout bounds the lookups, and else a connect_timeout does (dalli 3.2 and
+      # later connect with TCPSocket.new(host, port, connect_timeout:)).
       def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
-        remotes = Replacement.lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
-        unless local_host.nil? && local_port.nil?
-          locals = Replacement.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
-        end
+        remotes, locals = Replacement.tcp_lookups(remote_host, remote_port, local_host,
+                                                  local_port, options)
         failure = nil
         remotes.each_with_index do |remote, index|
           if locals
@@ -263,6 +263,25 @@ module Igai
       end
 
       raise ArgumentError, "#{what} must be a positive number of seconds, not #{shown.inspect}"
+    end
+
+    # The rows TCPSocket.new connects to, and those of its local host and port (nil when
+    # neither is given); given its keyword options, the lookups may take resolv_timeout
+    # (Errno::ETIMEDOUT), or else connect_timeout, as with Socket.tcp.
+    def tcp_lookups(remote_host, remote_port, local_host, local_port, options)
+      own = options[:resolv_timeout]
+      find = lambda do |host, port|
+        limited(own) do |limit|
+          Socket.interruptible_getaddrinfo(host, port, nil, Socket::SOCK_STREAM, nil, nil, false,
+                                           timeout: limit)
+        end
+      end
+      connect_timeout = options[:connect_timeout]
+      run = lambda do
+        [find.call(remote_host, remote_port),
+         (find.call(local_host, local_port) unless local_host.nil? && local_port.nil?)]
+      end
+      own.nil? && seconds?(connect_timeout) ? lookups_within(connect_timeout, &run) : run.call
     end
 
     # Yields each address of host and port for a datagram socket of the family of socket, in
