@@ -98,7 +98,7 @@ class TestClients < Minitest::Test
 
     # MRI 3.3 and later resolve on a thread of their own, so that clients built on Timeout
     # are bounded there without igai: this holds before 3.3 only.
-    next if Igai::Replacement.interruptible_already?
+    next if Igai::SocketPatches.interruptible_already?
 
     define_method("test_#{slug}_own_timeout_cannot_end_a_stalled_lookup_without_igai_replace") do
       outlast = Bed.resolver_timeout * 0.9

@@ -82,7 +82,7 @@ class TestReplace < Minitest::Test
   end
 
   def test_net_http_open_timeout_cannot_end_a_stalled_lookup_without_igai_replace
-    skip "this Ruby's getaddrinfo is interruptible" if Igai::Replacement.interruptible_already?
+    skip "this Ruby's getaddrinfo is interruptible" if Igai::SocketPatches.interruptible_already?
 
     result = child(<<~RUBY, name: Bed.stalled_name)
       require "igai"
@@ -343,7 +343,7 @@ class TestReplace < Minitest::Test
         code = error.error_code if error.respond_to?(:error_code)
         outcome.merge("cause" => error&.cause.inspect, "right code" => [nil, Socket::EAI_AGAIN].include?(code))
       end
-      report("limit" => Igai::Replacement.timeout, "lookups" => reports)
+      report("limit" => Igai::SocketPatches.timeout, "lookups" => reports)
     RUBY
     assert_equal 0.3, result["limit"]
     result["lookups"].each do |lookup, outcome|
@@ -415,11 +415,11 @@ class TestReplace < Minitest::Test
       require "igai"
       limits = [-1, 0, Float::NAN, Float::INFINITY, "0.3", :soon, 1i]
       report(
-        "default" => Igai::Replacement.timeout,
+        "default" => Igai::SocketPatches.timeout,
         "rejected" => limits.map { |limit| attempt { Igai.replace!(timeout: limit) } },
-        "set" => (Igai.replace!(timeout: Rational(1, 2)) && Igai::Replacement.timeout),
-        "kept" => (Igai.replace! || Igai::Replacement.timeout),
-        "cleared" => (Igai.replace!(timeout: nil) || Igai::Replacement.timeout)
+        "set" => (Igai.replace!(timeout: Rational(1, 2)) && Igai::SocketPatches.timeout),
+        "kept" => (Igai.replace! || Igai::SocketPatches.timeout),
+        "cleared" => (Igai.replace!(timeout: nil) || Igai::SocketPatches.timeout)
       )
     RUBY
     assert_nil result["default"]
@@ -432,7 +432,7 @@ class TestReplace < Minitest::Test
   def test_igai_timeout_is_read_when_igai_replace_is_required
     code = <<~RUBY
       require "igai/replace"
-      puts Igai::Replacement.timeout.inspect
+      puts Igai::SocketPatches.timeout.inspect
     RUBY
     { "0.25" => "0.25", " 2 " => "2.0", "" => "nil" }.each do |value, expected|
       output, status = run_ruby(code, env: { "IGAI_TIMEOUT" => value })
@@ -457,15 +457,15 @@ class TestReplace < Minitest::Test
       owners = [Socket.method(:getaddrinfo), Addrinfo.method(:tcp), IPSocket.method(:getaddress),
                 TCPSocket.instance_method(:initialize), UDPSocket.instance_method(:send),
                 Socket.method(:tcp), Resolv::DNS.instance_method(:each_address)]
-      counts = Igai::Replacement::TARGETS.map { |target, methods| target.ancestors.count(methods) }
+      counts = Igai::SocketPatches::TARGETS.map { |target, methods| target.ancestors.count(methods) }
       report("results" => [first, again, forced_again], "owners" => owners.map { |m| m.owner.name },
              "counts" => counts)
     RUBY
-    expected_first = !Igai::Replacement.interruptible_already?
+    expected_first = !Igai::SocketPatches.interruptible_already?
     assert_equal [expected_first, false, !expected_first], result["results"]
     assert_equal %w[SocketClassMethods AddrinfoClassMethods IPSocketClassMethods TCPSocketMethods
                     UDPSocketMethods SocketClassMethods ResolvDNSMethods]
-      .map { |name| "Igai::Replacement::#{name}" }, result["owners"]
+      .map { |name| "Igai::SocketPatches::#{name}" }, result["owners"]
     assert_equal [1] * 6, result["counts"]
   end
 
@@ -474,17 +474,17 @@ class TestReplace < Minitest::Test
     result = child(<<~RUBY)
       require "igai"
       # Stands in for MRI 3.3 or later.
-      Igai::Replacement.define_singleton_method(:interruptible_already?) { true }
+      Igai::SocketPatches.define_singleton_method(:interruptible_already?) { true }
       unforced = Igai.replace!
       untouched = Socket.method(:getaddrinfo).owner == Socket.singleton_class
       forced = Igai.replace!(force: true)
       report([unforced, untouched, forced, Socket.method(:getaddrinfo).owner.name])
     RUBY
-    assert_equal [false, true, true, "Igai::Replacement::SocketClassMethods"], result
+    assert_equal [false, true, true, "Igai::SocketPatches::SocketClassMethods"], result
   end
 
   def test_getaddrinfo_counts_as_interruptible_from_mri_3_3
     expected = Gem::Version.new(RUBY_VERSION) >= Gem::Version.new("3.3")
-    assert_equal expected, Igai::Replacement.interruptible_already?
+    assert_equal expected, Igai::SocketPatches.interruptible_already?
   end
 end

@@ -6,21 +6,22 @@ require_relative "addrinfo"
 require_relative "timeout"
 
 module Igai
-  # The opt-in replacement of name resolution in Ruby's socket library: modules that
+  # The patches of igai/replace (Igai.replace!), igai's only monkey patch: modules that
   # Igai.replace! prepends to Socket, Addrinfo, IPSocket, TCPSocket and UDPSocket so that they
-  # resolve host names through Socket.interruptible_getaddrinfo. Each keeps the arguments,
+  # resolve host names through Socket.interruptible_getaddrinfo (and to Resolv::DNS, for the
+  # process-wide limit). Each keeps the arguments,
   # results and errors of the method it replaces. Numeric hosts resolve at once as before.
   #
   # Lookups give rows of Socket.interruptible_getaddrinfo: [family_name, port, host, address,
   # family, socktype, protocol]; a socket is then set up by the original method, given the
   # row's numeric address in place of the host.
-  module Replacement
+  module SocketPatches
     # Socket.getaddrinfo and Socket.tcp.
     module SocketClassMethods
       # Socket.getaddrinfo, interruptible.
       def getaddrinfo(host, service, family = nil, socktype = nil, protocol = nil, flags = nil,
                       reverse_lookup = nil)
-        Replacement.limited(nil) do |limit|
+        SocketPatches.limited(nil) do |limit|
           interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
                                     reverse_lookup, timeout: limit)
         end
@@ -33,9 +34,9 @@ module Igai
       # then has connect_timeout of its own, as before. Otherwise it is the original.
       def tcp(host, port, local_host = nil, local_port = nil, connect_timeout: nil,
               resolv_timeout: nil, **options)
-        return super unless resolv_timeout.nil? && Replacement.seconds?(connect_timeout)
+        return super unless resolv_timeout.nil? && SocketPatches.seconds?(connect_timeout)
 
-        socket = Replacement.lookups_within(connect_timeout) do
+        socket = SocketPatches.lookups_within(connect_timeout) do
           super(host, port, local_host, local_port, connect_timeout: connect_timeout,
                                                     resolv_timeout: resolv_timeout, **options, &nil)
         end
@@ -56,7 +57,7 @@ module Igai
       # Addrinfo.getaddrinfo, interruptible, honouring +timeout+ (Errno::ETIMEDOUT).
       def getaddrinfo(nodename, service, family = nil, socktype = nil, protocol = nil,
                       flags = nil, timeout: nil)
-        Replacement.limited(timeout) do |limit|
+        SocketPatches.limited(timeout) do |limit|
           interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
                                     timeout: limit)
         end
@@ -64,7 +65,7 @@ module Igai
 
       # Addrinfo.tcp: the first TCP address.
       def tcp(host, port)
-        Replacement.limited(nil) do |limit|
+        SocketPatches.limited(nil) do |limit|
           interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP,
                                     timeout: limit).first
         end
@@ -72,7 +73,7 @@ module Igai
 
       # Addrinfo.udp: the first UDP address.
       def udp(host, port)
-        Replacement.limited(nil) do |limit|
+        SocketPatches.limited(nil) do |limit|
           interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP,
                                     timeout: limit).first
         end
@@ -80,7 +81,7 @@ module Igai
 
       # Addrinfo.ip: the first address, without socket type or protocol.
       def ip(host)
-        row = Replacement.limited(nil) do |limit|
+        row = SocketPatches.limited(nil) do |limit|
           Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false, timeout: limit).first
         end
         AddrinfoBuilder.addrinfo(row, inspectname: AddrinfoBuilder.inspectname(host, nil, row),
@@ -92,7 +93,7 @@ module Igai
     module IPSocketClassMethods
       # IPSocket.getaddress: the first address, as text.
       def getaddress(host)
-        Replacement.lookup(host, nil, nil, Socket::SOCK_STREAM).first[3]
+        SocketPatches.lookup(host, nil, nil, Socket::SOCK_STREAM).first[3]
       end
     end
 
@@ -105,7 +106,7 @@ module Igai
       # resolv_timeout bounds the lookups, and else a connect_timeout does (dalli 3.2 and
       # later connect with TCPSocket.new(host, port, connect_timeout:)).
       def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
-        remotes, locals = Replacement.tcp_lookups(remote_host, remote_port, local_host,
+        remotes, locals = SocketPatches.tcp_lookups(remote_host, remote_port, local_host,
                                                   local_port, options)
         failure = nil
         remotes.each_with_index do |remote, index|
@@ -120,9 +121,9 @@ module Igai
             return super(remote[3], remote_port, *bind_to, **options)
           rescue SystemCallError => e
             failure = if e.message.include?(" bind(2) for ")
-                        Replacement.naming(e, local[3], local_host)
+                        SocketPatches.naming(e, local[3], local_host)
                       else
-                        Replacement.naming(e, remote[3], remote_host)
+                        SocketPatches.naming(e, remote[3], remote_host)
                       end
           end
         end
@@ -134,12 +135,12 @@ module Igai
     module UDPSocketMethods
       # UDPSocket#bind: binds to the first address that works.
       def bind(host, port)
-        Replacement.each_datagram_address(self, host, port) { |address| super(address, port) }
+        SocketPatches.each_datagram_address(self, host, port) { |address| super(address, port) }
       end
 
       # UDPSocket#connect: connects to the first address that works.
       def connect(host, port)
-        Replacement.each_datagram_address(self, host, port) { |address| super(address, port) }
+        SocketPatches.each_datagram_address(self, host, port) { |address| super(address, port) }
       end
 
       # UDPSocket#send: with a host and port, sends to the first address that takes the
@@ -148,7 +149,7 @@ module Igai
         return super unless args.size == 4
 
         mesg, flags, host, port = args
-        Replacement.each_datagram_address(self, host, port) do |address|
+        SocketPatches.each_datagram_address(self, host, port) do |address|
           super(mesg, flags, address, port)
         end
       end
@@ -163,7 +164,7 @@ module Igai
     module ResolvDNSMethods
       # Resolv::DNS#each_address, within the process-wide limit.
       def each_address(name, &block)
-        limit = Replacement.timeout
+        limit = SocketPatches.timeout
         # Resolv keeps timeouts set with #timeouts= there: then it has a limit of its own.
         return super if limit.nil? || @config.instance_variable_get(:@timeouts)
 
@@ -341,7 +342,7 @@ module Igai
   # Does so only on Rubies whose Socket.getaddrinfo cannot be interrupted (MRI before 3.3),
   # unless +force+ is true. Returns true if it changed anything, false otherwise (in
   # particular when called again). `require "igai/replace"` calls it.
-  def self.replace!(force: false, timeout: Replacement::NOT_GIVEN)
-    Replacement.replace!(force, timeout)
+  def self.replace!(force: false, timeout: SocketPatches::NOT_GIVEN)
+    SocketPatches.replace!(force, timeout)
   end
 end
