@@ -400,16 +400,6 @@ class TestReplace < Minitest::Test
     assert_operator result["own timeouts"]["seconds"], :>=, 0.55
   end
 
-  # A name that answers is unaffected by the limit: a real request goes through.
-  def test_process_wide_limit_lets_answered_names_connect
-    result = child(<<~RUBY, env: { "IGAI_TIMEOUT" => "0.3" }, name: Bed.answered_name)
-      replace_socket_lookups
-      port = http_server("127.0.0.1")
-      report(attempt { Net::HTTP.start(name, port, nil, open_timeout: 5) { |h| h.get("/").body } })
-    RUBY
-    assert_equal "hello".inspect, result["value"], result.inspect
-  end
-
   def test_process_wide_limit_is_validated_set_and_cleared
     result = child(<<~RUBY)
       require "igai"
