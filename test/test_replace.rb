@@ -407,9 +407,9 @@ class TestReplace < Minitest::Test
       report(
         "default" => Igai::SocketPatches.timeout,
         "rejected" => limits.map { |limit| attempt { Igai.replace!(timeout: limit) } },
-        "set" => (Igai.replace!(timeout: Rational(1, 2)) && Igai::SocketPatches.timeout),
-        "kept" => (Igai.replace! || Igai::SocketPatches.timeout),
-        "cleared" => (Igai.replace!(timeout: nil) || Igai::SocketPatches.timeout)
+        "set" => Igai.replace!(timeout: Rational(1, 2)).then { Igai::SocketPatches.timeout },
+        "kept" => Igai.replace!.then { Igai::SocketPatches.timeout },
+        "cleared" => Igai.replace!(timeout: nil).then { Igai::SocketPatches.timeout }
       )
     RUBY
     assert_nil result["default"]
@@ -447,7 +447,7 @@ class TestReplace < Minitest::Test
       owners = [Socket.method(:getaddrinfo), Addrinfo.method(:tcp), IPSocket.method(:getaddress),
                 TCPSocket.instance_method(:initialize), UDPSocket.instance_method(:send),
                 Socket.method(:tcp), Resolv::DNS.instance_method(:each_address)]
-      counts = Igai::SocketPatches::TARGETS.map { |target, methods| target.ancestors.count(methods) }
+      counts = Igai::SocketPatches.targets.map { |target, methods| target.ancestors.count(methods) }
       report("results" => [first, again, forced_again], "owners" => owners.map { |m| m.owner.name },
              "counts" => counts)
     RUBY

@@ -1,6 +1,5 @@
 # frozen_string_literal: true
 
-require "resolv"
 require "socket"
 require_relative "addrinfo"
 require_relative "timeout"
@@ -184,8 +183,7 @@ module Igai
       Addrinfo.singleton_class => AddrinfoClassMethods,
       IPSocket.singleton_class => IPSocketClassMethods,
       TCPSocket => TCPSocketMethods,
-      UDPSocket => UDPSocketMethods,
-      Resolv::DNS => ResolvDNSMethods
+      UDPSocket => UDPSocketMethods
     }.freeze
 
     LOCK = Mutex.new
@@ -304,6 +302,13 @@ module Igai
       error.exception(error.message.sub("for #{address.inspect} port", "for #{host.inspect} port"))
     end
 
+    # Where each module goes: TARGETS, and Resolv::DNS (Resolv is loaded only now, so that
+    # `require "igai"` alone does not pay for it).
+    def targets
+      require "resolv"
+      TARGETS.merge(Resolv::DNS => ResolvDNSMethods)
+    end
+
     # Whether this Ruby's Socket.getaddrinfo can already be interrupted: MRI 3.3 and later
     # run getaddrinfo(3) on a thread of their own.
     def interruptible_already?
@@ -316,7 +321,7 @@ module Igai
       return false if interruptible_already? && !force
 
       LOCK.synchronize do
-        missing = TARGETS.reject { |target, methods| target.include?(methods) }
+        missing = targets.reject { |target, methods| target.include?(methods) }
         missing.each { |target, methods| target.prepend(methods) }
         missing.any?
       end
@@ -332,7 +337,7 @@ module Igai
   #
   # +timeout+ (seconds; nil: none, the default) limits every lookup so routed that has no
   # limit of its own (no Timeout, resolv_timeout or connect_timeout around it), for clients
-  # that bound only their connect (excon, through Resolv::DNS; newer dalli): when it runs
+  # that bound only their connect (excon, through Resolv::DNS; redis 4): when it runs
   # out the lookup fails as getaddrinfo(3) fails when the resolver gives up (EAI_AGAIN:
   # SocketError, or Socket::ResolutionError, "Temporary failure in name resolution"), which
   # clients already treat as a failed connection. ArgumentError unless it is nil or a
