@@ -8,8 +8,8 @@ module Igai
   # The patches of igai/replace (Igai.replace!), igai's only monkey patch: modules that
   # Igai.replace! prepends to Socket, Addrinfo, IPSocket, TCPSocket and UDPSocket so that they
   # resolve host names through Socket.interruptible_getaddrinfo (and to Resolv::DNS, for the
-  # process-wide limit). Each keeps the arguments,
-  # results and errors of the method it replaces. Numeric hosts resolve at once as before.
+  # process-wide limit). Each keeps the arguments, results and errors of the method it
+  # replaces. Numeric hosts resolve at once as before.
   #
   # Lookups give rows of Socket.interruptible_getaddrinfo: [family_name, port, host, address,
   # family, socktype, protocol]; a socket is then set up by the original method, given the
@@ -192,20 +192,9 @@ module Igai
     # Igai.replace!'s default timeout: leave the process-wide limit as it is.
     NOT_GIVEN = Object.new.freeze
 
-    module_function
-
-    # Where Socket.tcp keeps the deadline of its lookups (fiber-local).
+    # Where Socket.tcp and TCPSocket.new keep the deadline of their lookups (fiber-local).
     DEADLINE = :__igai_lookup_deadline
     private_constant :DEADLINE
-
-    # The rows for host and service, found through igai as the socket library looks them up
-    # (no flags, numeric addresses).
-    def lookup(host, service, family, socktype)
-      limited(nil) do |limit|
-        Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
-                                         timeout: limit)
-      end
-    end
 
     @timeout = nil
 
@@ -217,6 +206,17 @@ module Igai
       # Sets the process-wide limit: nil (none) or a positive number of seconds.
       def timeout=(seconds)
         @timeout = seconds.nil? ? nil : positive_seconds(seconds, "timeout")
+      end
+    end
+
+    module_function
+
+    # The rows for host and service, found through igai as the socket library looks them up
+    # (no flags, numeric addresses).
+    def lookup(host, service, family, socktype)
+      limited(nil) do |limit|
+        Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
+                                         timeout: limit)
       end
     end
 
