@@ -241,7 +241,7 @@ module Igai
       end
 
       def note
-        if Replacement.interruptible_already?
+        if SocketPatches.interruptible_already?
           "On Ruby #{RUBY_VERSION} Socket.getaddrinfo is already interruptible (MRI 3.3 and " \
             "later);\nigai brings that to older Rubies."
         else
