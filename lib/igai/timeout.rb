@@ -19,7 +19,9 @@ module Igai
   # so a call costs a small request object and a queue push, not a thread.
   # On Rubies with Ractor.store_if_absent (3.4 and later) each Ractor has its
   # own watcher, and timeouts work in any Ractor; elsewhere, as in the timeout
-  # gem, only in the main Ractor (another raises Ractor::IsolationError).
+  # gem, only in the main Ractor (another raises Ractor::IsolationError). (The
+  # gem 0.6.1 keeps per-Ractor state only from Ruby 4.0: it also needs its
+  # clock, a Method object, to be shareable. This port has no such object.)
   #
   # This file is pure Ruby and can be loaded on its own with
   # <tt>require "igai/timeout"</tt>.
