@@ -644,4 +644,37 @@ class TestIgaiTimeout < Minitest::Test
     assert_operator Float(elapsed), :<, 3.0
     assert_equal 1, Integer(live), "the child should have one live watcher"
   end
+
+  def test_daemon_is_interrupted_at_the_deadline_it_inherited
+    skip "no fork or daemon on this platform" unless Process.respond_to?(:fork) && Process.respond_to?(:daemon)
+
+    reader, writer = IO.pipe
+    start = now
+    # Daemonizes a forked child, so that this process stays as it is; the
+    # child exits at once and the daemon (its child) goes on with the block.
+    pid = Process.fork do
+      reader.close
+      begin
+        Igai::Timeout.timeout(0.5) do
+          Process.daemon(true, true)
+          sleep 5
+          writer.write("not interrupted")
+        end
+      rescue Igai::Timeout::Error
+        writer.write(format("expired %.2f", now - start))
+      end
+    ensure
+      exit!(0) # the daemon, too, goes no further
+    end
+    writer.close
+    Process.wait(pid)
+    report = nil
+    Thread.new { report = reader.read }.join(20)
+    refute_nil report, "the daemon hung"
+    word, elapsed = report.split
+    assert_equal "expired", word, "the inherited deadline did not fire in the daemon"
+    assert_operator Float(elapsed), :<, 3.0
+  ensure
+    [reader, writer].each { |io| io&.close unless io&.closed? }
+  end
 end

@@ -163,7 +163,7 @@ module Igai
         end
       end
 
-      # In a forked child (Process._fork, see ForkHook): resumes watching the
+      # In a forked child or a daemon (see ForkHook): resumes watching the
       # deadlines inherited from the parent.
       def self.after_fork
         existing&.after_fork
@@ -311,13 +311,22 @@ module Igai
     private_constant :Watcher
 
     # Process._fork, which every fork of a Ruby process goes through (3.1 and
-    # later), with Watcher.after_fork in the child.
+    # later), and Process.daemon, which forks without it, each followed by
+    # Watcher.after_fork in the new process.
     module ForkHook
       # Forks; in the child, carries on watching the inherited deadlines.
       def _fork
         pid = super
         Watcher.after_fork if pid.zero?
         pid
+      end
+
+      # Daemonizes (returning in the daemon only) and carries on watching the
+      # inherited deadlines there.
+      def daemon(*)
+        result = super
+        Watcher.after_fork
+        result
       end
     end
     private_constant :ForkHook
