@@ -77,6 +77,15 @@ class TestIgaiTimeout < Minitest::Test
     Thread.list.select { |thread| thread.name == WATCHER_NAME }
   end
 
+  # Runs the block in a non-blocking fiber of a new thread whose Fiber
+  # scheduler is +scheduler+, and returns its value.
+  def with_scheduler(scheduler, &block)
+    Thread.new do
+      Fiber.set_scheduler(scheduler)
+      Fiber.new(&block).resume
+    end.value
+  end
+
   # Runs +code+ in a fresh Ruby that has required igai/timeout, so that it is
   # the first user of the watcher; returns its output and status.
   def fresh_ruby(code)
@@ -382,15 +391,12 @@ class TestIgaiTimeout < Minitest::Test
 
   def test_fiber_scheduler_timeout_after_is_given_the_call
     scheduler = RecordingScheduler.new
-    results = Thread.new do
-      Fiber.set_scheduler(scheduler)
-      Fiber.new do
-        [
-          Igai::Timeout.timeout(2) { |sec| [:default, sec] },
-          Igai::Timeout.timeout(3, Expired, "slow") { |sec| [:klass, sec] }
-        ]
-      end.resume
-    end.value
+    results = with_scheduler(scheduler) do
+      [
+        Igai::Timeout.timeout(2) { |sec| [:default, sec] },
+        Igai::Timeout.timeout(3, Expired, "slow") { |sec| [:klass, sec] }
+      ]
+    end
     assert_equal [[:default, 2], [:klass, 3]], results
     (default_sec, interruption, default_message), klass_call = scheduler.calls
     assert_equal [2, "execution expired"], [default_sec, default_message]
@@ -402,15 +408,12 @@ class TestIgaiTimeout < Minitest::Test
   def test_fiber_scheduler_raises_its_exit_exception_and_the_caller_gets_error
     scheduler = ExpiringScheduler.new
     ran = false
-    error = Thread.new do
-      Fiber.set_scheduler(scheduler)
-      Fiber.new do
-        Igai::Timeout.timeout(2, nil, "too slow") { ran = true }
-        nil
-      rescue Igai::Timeout::Error => e
-        e
-      end.resume
-    end.value
+    error = with_scheduler(scheduler) do
+      Igai::Timeout.timeout(2, nil, "too slow") { ran = true }
+      nil
+    rescue Igai::Timeout::Error => e
+      e
+    end
     _sec, interruption, message = scheduler.calls.first
     assert_instance_of Igai::Timeout::ExitException, interruption
     assert_equal "too slow", message
@@ -423,33 +426,27 @@ class TestIgaiTimeout < Minitest::Test
   def test_fiber_scheduler_outer_timeout_passes_through_an_inner_call
     scheduler = RecordingScheduler.new
     inner_rescued = false
-    error = Thread.new do
-      Fiber.set_scheduler(scheduler)
-      Fiber.new do
-        Igai::Timeout.timeout(5, nil, "outer") do |sec|
-          outer = scheduler.calls.last[1]
-          Igai::Timeout.timeout(sec, nil, "inner") { raise outer, "outer" }
-        rescue Igai::Timeout::Error
-          inner_rescued = true
-        end
-      rescue Igai::Timeout::Error => e
-        e
-      end.resume
-    end.value
+    error = with_scheduler(scheduler) do
+      Igai::Timeout.timeout(5, nil, "outer") do |sec|
+        outer = scheduler.calls.last[1]
+        Igai::Timeout.timeout(sec, nil, "inner") { raise outer, "outer" }
+      rescue Igai::Timeout::Error
+        inner_rescued = true
+      end
+    rescue Igai::Timeout::Error => e
+      e
+    end
     refute inner_rescued
     assert_instance_of Igai::Timeout::Error, error
     assert_equal "outer", error.message
   end
 
   def test_fiber_scheduler_without_timeout_after_falls_back_to_the_watcher
-    result = Thread.new do
-      Fiber.set_scheduler(PlainScheduler.new)
-      Fiber.new do
-        Igai::Timeout.timeout(0.05) { busy 5 }
-      rescue Igai::Timeout::Error
-        :expired
-      end.resume
-    end.value
+    result = with_scheduler(PlainScheduler.new) do
+      Igai::Timeout.timeout(0.05) { busy 5 }
+    rescue Igai::Timeout::Error
+      :expired
+    end
     assert_equal :expired, result
   end
 
