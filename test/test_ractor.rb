@@ -34,12 +34,6 @@ class TestRactor < Minitest::Test
     Bed.require!(self)
   end
 
-  # Well under the resolver's own timeout (a stall lasts it all): ending this early proves
-  # the lookup was interrupted.
-  def prompt
-    Bed.resolver_timeout / 2
-  end
-
   # Runs PRELUDE and code in a child Ruby; code's value is printed as JSON, and returned
   # parsed.
   def in_child(code)
