@@ -13,11 +13,6 @@ class TestInterrupts < Minitest::Test
     Bed.require!(self)
   end
 
-  # Well under the resolver's own timeout: ending this early proves we interrupted.
-  def prompt
-    Bed.resolver_timeout / 2
-  end
-
   [::Timeout, Igai::Timeout].each do |timeout_module|
     label = timeout_module.name.downcase.gsub("::", "_")
 
