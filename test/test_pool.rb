@@ -105,6 +105,7 @@ class TestPool < Minitest::Test
   def test_once_stalled_queries_give_up_new_lookups_succeed_and_idle_threads_retire
     report = in_child(<<~RUBY)
       Igai.max_workers = 4
+      Igai.max_stuck_per_zone = 4 # all four in one zone: let each hold a worker
       4.times { |i| Socket.interruptible_getaddrinfo("stall-r\#{i}-\#{$$}.igai.test", 80, timeout: 0.05) rescue nil }
       during = Igai.stats
       wait_until { Igai.stats[:busy].zero? }
@@ -217,7 +218,8 @@ class TestPool < Minitest::Test
   end
 
   def test_stats_report_every_documented_count
-    assert_equal %i[workers busy idle queued abandoned coalesced completed], Igai.stats.keys
+    assert_equal %i[workers busy idle queued abandoned coalesced completed stuck_zones waiting_for_zone],
+                 Igai.stats.keys
     assert(Igai.stats.values.all? { |count| count.is_a?(Integer) && count >= 0 })
   end
 end
