@@ -472,16 +472,27 @@ where
 
     /// Makes sure ready jobs have workers: wakes the most recently idle sleepers for jobs that
     /// no awake idle worker will take, then starts new workers up to the cap.
+    /// Sleepers are woken after the lock is released, so that they do not wake only to wait
+    /// for it.
     fn staff<'a>(self: &'a Arc<Self>, mut state: MutexGuard<'a, State<K, O>>) {
+        let mut wake = Vec::new();
         loop {
             let awake_idle = state.idle.saturating_sub(state.sleeping_workers.len());
             if state.ready_jobs <= awake_idle {
                 break;
             }
             match state.sleeping_workers.pop() {
-                Some(cell) => cell.notify_done(),
+                Some(cell) => wake.push(cell),
                 None => break,
             }
+        }
+        if !wake.is_empty() {
+            // Off the stack, they already count as awake and idle.
+            drop(state);
+            for cell in wake {
+                cell.notify_done();
+            }
+            state = self.lock();
         }
         while state.ready_jobs > state.idle && state.workers < state.max_workers {
             state.workers += 1;
@@ -640,11 +651,14 @@ where
             Ok(outcome) => Progress::Finished(Arc::new(outcome)),
             Err(_) => Progress::Panicked,
         };
-        for cell in &job.waiters {
+        let waiters = job.waiters.clone();
+        state.forget(&key, id);
+        // Wake the waiters once the lock is free for them to collect the outcome.
+        drop(guard);
+        for cell in waiters {
             cell.notify_done();
         }
-        state.forget(&key, id);
-        guard
+        self.lock()
     }
 }
 
