@@ -4,11 +4,12 @@
 //! so that a dead zone cannot take every worker. A zone should therefore group the names that
 //! one outage stops, and nothing more:
 //!
-//! * a host name's zone is its **registrable domain** by the public suffix list (the `psl`
-//!   crate, regenerated from the list upstream): `a.b.example.co.uk` → `example.co.uk`,
-//!   `x.y.github.io` → `y.github.io`; a name that is itself a public suffix is its own zone;
-//!   unknown top-level domains count as public suffixes (`host.corp` → `host.corp`).
-//!   Case and one trailing dot are ignored;
+//! * a host name's zone is its **registrable domain** by the ICANN section of the public
+//!   suffix list (the `psl` crate, regenerated from the list upstream): `a.b.example.co.uk` →
+//!   `example.co.uk`; the private section is skipped, so `x.y.github.io` → `github.io` (one
+//!   provider's servers answer for all its tenants); a name that is itself a public suffix is
+//!   its own zone; unknown top-level domains count as public suffixes (`host.corp` →
+//!   `host.corp`). Case and one trailing dot are ignored;
 //! * **single-label names** (`db`, `redis`) go through the resolver's search list, so a dead
 //!   search domain stops all of them: they share the zone `(single label)`;
 //! * **numeric-looking names** that are not addresses (`10.1`, `1.2.3.4.5`: a last label of
@@ -50,8 +51,42 @@ pub fn of_name(host: &[u8]) -> String {
     if last_label.is_empty() || last_label.iter().all(u8::is_ascii_digit) {
         return NUMERIC.to_owned();
     }
-    let zone = psl::domain(&name).map_or(&name[..], |domain| domain.as_bytes());
-    String::from_utf8_lossy(zone).into_owned()
+    String::from_utf8_lossy(registrable_domain(&name)).into_owned()
+}
+
+/// The registrable domain of a lowercase name without a trailing dot by the ICANN section of
+/// the public suffix list, or the whole name when it is itself a public suffix.
+///
+/// Suffixes of the list's private section (`github.io`, `myshopify.com`, `blogspot.com`)
+/// are skipped: their subdomains belong to different owners, but one provider's name servers
+/// serve them all, so they fail together, and a crawler or multi-tenant app meeting that
+/// provider's outage must not get two stuck lookups per tenant.
+fn registrable_domain(name: &[u8]) -> &[u8] {
+    let Some(found) = psl::suffix(name) else {
+        return name;
+    };
+    let mut suffix = found.as_bytes();
+    let mut private = found.typ() == Some(psl::Type::Private);
+    while private {
+        // The ICANN suffix lies inside the private one: look again without its first label.
+        let Some(dot) = suffix.iter().position(|&byte| byte == b'.') else {
+            break;
+        };
+        suffix = &suffix[dot + 1..];
+        let found = psl::suffix(suffix);
+        private = found.and_then(|found| found.typ()) == Some(psl::Type::Private);
+        if let Some(found) = found {
+            suffix = found.as_bytes();
+        }
+    }
+    let Some(head) = name.len().checked_sub(suffix.len() + 1) else {
+        return name;
+    };
+    let start = name[..head]
+        .iter()
+        .rposition(|&byte| byte == b'.')
+        .map_or(0, |dot| dot + 1);
+    &name[start..]
 }
 
 /// The reverse zone of an address: its /24 for IPv4, its /48 for IPv6.
@@ -102,7 +137,9 @@ mod tests {
     fn names_belong_to_their_registrable_domain() {
         assert_eq!(of_name(b"a.b.example.co.uk"), "example.co.uk");
         assert_eq!(of_name(b"WWW.Example.COM."), "example.com");
-        assert_eq!(of_name(b"x.y.github.io"), "y.github.io");
+        assert_eq!(of_name(b"x.y.github.io"), "github.io");
+        assert_eq!(of_name(b"shop.myshopify.com"), "myshopify.com");
+        assert_eq!(of_name(b"a.b.c.kawasaki.jp"), "b.c.kawasaki.jp");
         assert_eq!(of_name(b"stall-1.igai.test"), "igai.test");
         assert_eq!(of_name(b"co.uk"), "co.uk");
         assert_eq!(of_name(b"host.corp"), "host.corp");
@@ -115,6 +152,16 @@ mod tests {
         assert_eq!(of_name(b"10.1"), NUMERIC);
         assert_eq!(of_name(b"1.2.3.4.5"), NUMERIC);
         assert_eq!(of_name(b"host."), SINGLE_LABEL);
+    }
+
+    #[test]
+    fn odd_names_get_a_zone_without_panicking() {
+        assert_eq!(of_name(b""), SINGLE_LABEL);
+        assert_eq!(of_name(b"."), SINGLE_LABEL);
+        assert_eq!(of_name(b".."), NUMERIC);
+        assert_eq!(of_name(b".com"), ".com");
+        assert_eq!(of_name(b"a..com"), ".com");
+        assert_eq!(of_name(b"x.\xff\xfe.com"), "\u{fffd}\u{fffd}.com");
     }
 
     #[test]
