@@ -579,7 +579,6 @@ where
                 state.idle -= 1;
                 exit.phase = Phase::Busy(id);
                 state = self.run(state, id);
-                state.idle += 1;
                 exit.phase = Phase::Idle;
                 #[cfg(test)]
                 tests::maybe_panic_in_bookkeeping();
@@ -614,13 +613,17 @@ where
         }
     }
 
-    /// Runs job `id` without the lock, then hands its outcome to the waiters.
+    /// Runs job `id` without the lock, then hands its outcome to the waiters. The worker
+    /// (taken out of `idle` by the caller) counts as idle again before anyone is woken: a
+    /// caller woken by the outcome and submitting its next lookup at once must find it idle,
+    /// not start another thread.
     fn run<'a>(
         &'a self,
         mut guard: MutexGuard<'a, State<K, O>>,
         id: JobId,
     ) -> MutexGuard<'a, State<K, O>> {
         let Some(job) = guard.jobs.get_mut(&id) else {
+            guard.idle += 1;
             return guard;
         };
         job.progress = Progress::Running;
@@ -633,6 +636,7 @@ where
         let mut guard = self.lock();
         let state = &mut *guard;
         state.busy = state.busy.saturating_sub(1);
+        state.idle += 1;
         state.completed += 1;
         let Some(job) = state.jobs.get_mut(&id) else {
             return guard;

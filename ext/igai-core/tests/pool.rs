@@ -583,3 +583,17 @@ fn a_thread_that_cannot_be_created_keeps_its_os_error_number() {
         }
     }
 }
+
+#[test]
+fn back_to_back_lookups_of_one_caller_are_served_by_one_worker() {
+    let pool: Pool<u32, u32> = Pool::new(config(8), zone_of, |key: &u32| *key);
+    // The caller submits again the moment it is woken: the worker that woke it must
+    // already count as idle, or each lookup could start another thread.
+    for key in 0..300 {
+        match pool.submit(key).wait(None) {
+            WaitEnd::Done(v) => assert_eq!(*v, key),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(pool.stats().workers, 1);
+}
