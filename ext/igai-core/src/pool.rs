@@ -590,9 +590,13 @@ where
                     return;
                 }
                 idle_since = Instant::now();
-                // Ending an abandoned lookup may have let a stuck zone's jobs go.
-                self.staff(state);
-                state = self.lock();
+                // Ending an abandoned lookup may have let a stuck zone's jobs go: more than
+                // this worker alone will take.
+                let awake_idle = state.idle.saturating_sub(state.sleeping_workers.len());
+                if state.ready_jobs > awake_idle {
+                    self.staff(state);
+                    state = self.lock();
+                }
                 continue;
             }
             // A huge idle timeout means "never retire", not an overflow.
