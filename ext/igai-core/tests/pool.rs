@@ -83,7 +83,10 @@ fn pool(config: Config, gates: &Arc<Gates>) -> Pool<u32, Outcome> {
 }
 
 /// Polls `stats` until `done` holds, for at most 5 s.
-fn eventually(pool: &Pool<u32, Outcome>, done: impl Fn(&Stats) -> bool) -> Stats {
+fn eventually<O: Send + Sync + 'static>(
+    pool: &Pool<u32, O>,
+    done: impl Fn(&Stats) -> bool,
+) -> Stats {
     let give_up = Instant::now() + Duration::from_secs(5);
     loop {
         let stats = pool.stats();
@@ -596,4 +599,66 @@ fn back_to_back_lookups_of_one_caller_are_served_by_one_worker() {
         }
     }
     assert_eq!(pool.stats().workers, 1);
+}
+
+#[test]
+fn the_books_balance_after_a_storm_of_lookups_abandoned_withdrawn_and_answered() {
+    // Lookups of 0..5 ms in five zones; callers give up after 0..4 ms or wait; few workers
+    // and a zone limit of one, so that every path (queued, held, withdrawn, forgotten,
+    // coalesced, taking turns) is taken many times.
+    let mut cfg = config(4);
+    cfg.max_stuck_per_zone = 1;
+    let pool: Arc<Pool<u32, u32>> = Arc::new(Pool::new(cfg, zone_of, |key: &u32| {
+        std::thread::sleep(Duration::from_micros(u64::from(key % 5) * 1000));
+        key + 1
+    }));
+    let handles: Vec<_> = (0..12u32)
+        .map(|t| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let mut seed = 0x9e37_79b9_u32.wrapping_mul(t + 1);
+                let mut next = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed
+                };
+                for _ in 0..150 {
+                    let key = (next() % 5) * 100 + next() % 7;
+                    let patience = next() % 6;
+                    let deadline = (patience < 5).then(|| {
+                        Instant::now() + Duration::from_micros(u64::from(patience) * 1000)
+                    });
+                    match pool.submit(key).wait(deadline) {
+                        WaitEnd::Done(v) => assert_eq!(*v, key + 1),
+                        WaitEnd::TimedOut => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let stats = eventually(&pool, |s| s.busy == 0 && s.idle == s.workers);
+    assert_eq!(
+        (
+            stats.busy,
+            stats.queued,
+            stats.abandoned,
+            stats.stuck_zones,
+            stats.waiting_for_zone
+        ),
+        (0, 0, 0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.idle, stats.workers);
+    assert!(stats.workers <= 4);
+    assert!(pool.abandoned_by_zone().is_empty());
+    // And the pool still works.
+    match pool.submit(1).wait(None) {
+        WaitEnd::Done(v) => assert_eq!(*v, 2),
+        other => panic!("{other:?}"),
+    }
 }
