@@ -487,10 +487,15 @@ where
             }
         }
         if !wake.is_empty() {
-            // Off the stack, they already count as awake and idle.
+            // Off the stack, they already count as awake and idle. Taking the lock again
+            // only when a thread must be started spares the woken worker a wait for it.
+            let spawn = state.ready_jobs > state.idle && state.workers < state.max_workers;
             drop(state);
             for cell in wake {
                 cell.notify_done();
+            }
+            if !spawn {
+                return;
             }
             state = self.lock();
         }
