@@ -1,6 +1,6 @@
 //! The worker pool with an injected lookup function: no DNS, no Ruby.
 
-use igai_core::pool::{Config, Pool, Stats, WaitEnd};
+use igai_core::pool::{Config, Pool, Stats, Ticket, WaitEnd};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -104,16 +104,21 @@ fn done_value(end: WaitEnd<Outcome>) -> u32 {
     }
 }
 
+/// Resolves keys 1 and 2, the second once the first's worker is idle again; the stats then.
+fn two_lookups_one_after_the_other(pool: &Pool<u32, Outcome>, gates: &Gates) -> Stats {
+    gates.open(1);
+    gates.open(2);
+    assert_eq!(done_value(pool.submit(1).wait(None)), 10);
+    eventually(pool, |s| s.idle == 1);
+    assert_eq!(done_value(pool.submit(2).wait(None)), 20);
+    eventually(pool, |s| s.idle == 1)
+}
+
 #[test]
 fn an_idle_worker_takes_the_next_job_instead_of_a_new_thread() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(4), &gates);
-    gates.open(1);
-    gates.open(2);
-    assert_eq!(done_value(pool.submit(1).wait(None)), 10);
-    eventually(&pool, |s| s.idle == 1);
-    assert_eq!(done_value(pool.submit(2).wait(None)), 20);
-    let stats = eventually(&pool, |s| s.idle == 1);
+    let stats = two_lookups_one_after_the_other(&pool, &gates);
     assert_eq!(stats.workers, 1);
     assert_eq!(stats.completed, 2);
 }
@@ -385,13 +390,20 @@ fn abandon(pool: &Pool<u32, Outcome>, gates: &Gates, key: u32) {
     drop(ticket);
 }
 
+/// A pool whose zone z0 holds its limit of two abandoned lookups (keys 1 and 2), and the
+/// ticket of key 3, held back in z0's queue.
+fn held_behind_a_stuck_zone(gates: &Arc<Gates>) -> (Pool<u32, Outcome>, Ticket<u32, Outcome>) {
+    let pool = pool(config(8), gates);
+    abandon(&pool, gates, 1);
+    abandon(&pool, gates, 2);
+    let held = pool.submit(3);
+    (pool, held)
+}
+
 #[test]
 fn a_zone_holding_its_limit_of_abandoned_lookups_starts_no_more_until_one_ends() {
     let gates = Arc::new(Gates::default());
-    let pool = pool(config(8), &gates);
-    abandon(&pool, &gates, 1);
-    abandon(&pool, &gates, 2);
-    let mut held = pool.submit(3);
+    let (pool, mut held) = held_behind_a_stuck_zone(&gates);
     let stats = pool.stats();
     assert_eq!(
         (
@@ -426,10 +438,7 @@ fn a_zone_holding_its_limit_of_abandoned_lookups_starts_no_more_until_one_ends()
 #[test]
 fn a_job_waiting_for_its_zone_is_withdrawn_when_its_caller_gives_up_and_obeys_its_deadline() {
     let gates = Arc::new(Gates::default());
-    let pool = pool(config(8), &gates);
-    abandon(&pool, &gates, 1);
-    abandon(&pool, &gates, 2);
-    let mut held = pool.submit(3);
+    let (pool, mut held) = held_behind_a_stuck_zone(&gates);
     let start = Instant::now();
     assert!(matches!(
         held.wait(Some(start + Duration::from_millis(30))),
@@ -468,10 +477,7 @@ fn lookups_that_callers_wait_for_are_never_limited_by_their_zone() {
 #[test]
 fn raising_the_zone_limit_releases_the_waiting_jobs() {
     let gates = Arc::new(Gates::default());
-    let pool = pool(config(8), &gates);
-    abandon(&pool, &gates, 1);
-    abandon(&pool, &gates, 2);
-    let mut held = pool.submit(3);
+    let (pool, mut held) = held_behind_a_stuck_zone(&gates);
     assert_eq!(pool.stats().waiting_for_zone, 1);
     pool.set_max_stuck_per_zone(3);
     gates.open(3);
@@ -559,12 +565,7 @@ fn a_huge_idle_timeout_means_workers_never_retire_and_lookups_work() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(4), &gates);
     pool.set_idle_timeout(Duration::MAX);
-    gates.open(1);
-    gates.open(2);
-    assert_eq!(done_value(pool.submit(1).wait(None)), 10);
-    eventually(&pool, |s| s.idle == 1);
-    assert_eq!(done_value(pool.submit(2).wait(None)), 20);
-    let stats = eventually(&pool, |s| s.idle == 1);
+    let stats = two_lookups_one_after_the_other(&pool, &gates);
     assert_eq!(stats.workers, 1);
 }
 
