@@ -22,8 +22,9 @@ module IgaiTest
     end
 
     # Runs Ruby code in a child process (inside the same bed) and returns [output, status];
-    # yields the pid first when a block is given. Used for tests about signals, fork and
-    # process-wide state, so that the test runner itself stays clean. env: extra environment.
+    # yields the pid first when a block is given; `env` adds to the child's environment.
+    # Used for tests about signals, fork and process-wide state, so that the test runner
+    # itself stays clean.
     def run_ruby(code, timeout: 30, env: {})
       reader, writer = IO.pipe
       pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, "-e", code, out: writer, err: writer)

@@ -32,7 +32,8 @@ module IgaiBed
     ANSWER_V6 = "::1"
     TTL = 60
 
-    # A decision: action is :drop (never answer) or :answer; rcode is a
+    # A decision: action is :drop (never answer), :drop_first (ignore the first query of
+    # each type for the name, answer later ones) or :answer; rcode is a
     # Resolv::DNS::RCode value; delay is in seconds; dual says whether AAAA
     # queries get an answer.
     Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, keyword_init: true)
@@ -40,9 +41,13 @@ module IgaiBed
     module_function
 
     # qname is the question name without trailing dot, in any case.
+    # Further zones the server answers for, one per test that needs several zones (a dead
+    # zone beside a healthy one): "igai-<anything>.test", e.g. "igai-dead3.test".
+    EXTRA_ZONE = /(?:\A|\.)igai-[a-z0-9-]+\.test\z/
+
     def decide(qname)
       name = qname.downcase.chomp(".")
-      unless name == ZONE || name.end_with?(".#{ZONE}")
+      unless name == ZONE || name.end_with?(".#{ZONE}") || name.match?(EXTRA_ZONE)
         # Outside our zone: authoritative-looking "no such name".
         return Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NXDomain,
                             delay: 0, dual: false, in_zone: false)
@@ -52,6 +57,10 @@ module IgaiBed
       case label
       when /\Astall-/
         Decision.new(action: :drop, in_zone: true)
+      when /\Alose1-/
+        # The first query of each type is lost; later ones (a retry) are answered.
+        Decision.new(action: :drop_first, rcode: Resolv::DNS::RCode::NoError,
+                     delay: 0, dual: false, in_zone: true)
       when /\Adelay(\d+)-/
         Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError,
                      delay: Regexp.last_match(1).to_i / 1000.0,
@@ -95,6 +104,8 @@ module IgaiBed
       @log&.sync = true
       @log_lock = Mutex.new
       @sockets = []
+      @seen = {}
+      @seen_lock = Mutex.new
     end
 
     # Binds all listeners, reports readiness and serves until the process is
@@ -197,6 +208,7 @@ module IgaiBed
 
       decision = Behaviour.decide(qname.to_s)
       return nil if decision.action == :drop
+      return nil if decision.action == :drop_first && first_time?(qname.to_s, qtype)
 
       sleep decision.delay if decision.delay.positive?
       encode_reply(query, decision.rcode, tcp: tcp) do |reply|
@@ -204,6 +216,12 @@ module IgaiBed
         add_soa(reply) if decision.in_zone && reply.answer.empty? &&
                           [Resolv::DNS::RCode::NoError, Resolv::DNS::RCode::NXDomain].include?(decision.rcode)
       end
+    end
+
+    # True the first time a name is asked for with this query type.
+    def first_time?(qname, qtype)
+      key = [qname.downcase.chomp("."), qtype]
+      @seen_lock.synchronize { @seen[key] ? false : (@seen[key] = true) }
     end
 
     def decode(data)
