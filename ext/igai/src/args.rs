@@ -3,7 +3,7 @@
 //! and `rsock_revlookup_flag`). Where MRI calls a conversion function of Ruby's C API that may
 //! raise, we call the same function under `rb_protect`, so the exception is Ruby's own.
 
-use igai_core::lookup::Hints;
+use igai_core::addrinfo::Hints;
 use magnus::rb_sys::{protect, AsRawValue};
 use magnus::{
     prelude::*,

@@ -1,6 +1,6 @@
 //! Lookup results as the Ruby values `Socket.getaddrinfo` returns.
 
-use igai_core::lookup::AddrEntry;
+use igai_core::addrinfo::AddrEntry;
 use magnus::rb_sys::FromRawValue;
 use magnus::{Error, RArray, Ruby, Value};
 use std::ffi::CStr;

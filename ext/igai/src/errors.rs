@@ -1,7 +1,7 @@
 //! The exceptions igai raises, matching those of `Socket.getaddrinfo` on the running Ruby.
 
 use crate::args::socket_error;
-use igai_core::lookup::{Call, LookupError};
+use igai_core::addrinfo::{Call, LookupError};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, Exception, ExceptionClass, RClass, Ruby, Value};
 use std::ffi::{CStr, CString};

@@ -1,7 +1,7 @@
 //! `Igai::Native.getaddrinfo`, behind `Socket.interruptible_getaddrinfo` (lib/igai.rb).
 
 use crate::{args, convert, errors, resolve};
-use igai_core::lookup::AddrQuery;
+use igai_core::addrinfo::AddrQuery;
 use magnus::{Error, RArray, Ruby, Value};
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! `Igai::Native.getnameinfo`, behind `Socket.interruptible_getnameinfo` (lib/igai.rb).
 
 use crate::{args, errors, resolve};
-use igai_core::lookup::AddrQuery;
+use igai_core::addrinfo::AddrQuery;
 use igai_core::nameinfo::{NameQuery, SOCKADDR_BUFFER};
 use magnus::rb_sys::{protect, AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, RArray, RString, Ruby, Value};
@@ -128,7 +128,7 @@ fn resolve_array(
             ))
         }
     };
-    let mut hints = igai_core::lookup::Hints {
+    let mut hints = igai_core::addrinfo::Hints {
         flags: hints_flags,
         socktype: if flags & libc::NI_DGRAM != 0 {
             libc::SOCK_DGRAM

@@ -2,7 +2,7 @@
 //! resolves addresses, otherwise on the worker pool while the caller waits without the GVL.
 
 use crate::{args, errors, nogvl};
-use igai_core::lookup::{AddrQuery, Call, LookupError, Outcome};
+use igai_core::addrinfo::{AddrQuery, Call, LookupError, Outcome};
 use igai_core::nameinfo::{NameOutcome, NameQuery};
 use igai_core::pool::WaitEnd;
 use igai_core::query::{Answer, Query};
