@@ -16,6 +16,12 @@ require_relative "igai/replacement"
 # Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:}
 # Igai.max_workers(=)      -> cap on lookup threads (default 64, or IGAI_MAX_WORKERS)
 # Igai.idle_timeout(=)     -> seconds an idle lookup thread lingers (default 10)
+#
+# Intervals (+timeout:+ and Igai.idle_timeout=) take what +sleep+ takes, with its errors
+# (ArgumentError when negative; RangeError beyond time_t, for Infinity or NaN; TypeError for
+# nil or a non-number); an interval longer than 2**32 seconds (about 136 years) is clamped to
+# that. Igai.max_workers= takes an Integer from 1 to 2**31 - 1 (TypeError, RangeError or
+# ArgumentError otherwise).
 module Igai
   max_workers = ENV.fetch("IGAI_MAX_WORKERS", nil)
   self.max_workers = Integer(max_workers, 10) if max_workers

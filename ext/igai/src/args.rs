@@ -15,7 +15,7 @@ use std::ffi::{CStr, CString};
 use std::net::Ipv4Addr;
 use std::os::raw::c_int;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// MRI's host buffer (NI_MAXHOST): a host name must be shorter.
 const HOST_MAX: usize = 1025;
@@ -165,8 +165,16 @@ pub fn service(ruby: &Ruby, service: Value, flags: &mut c_int) -> Result<Option<
     Ok(Some(up_to_nul(&name)))
 }
 
+/// The longest interval igai waits for: 2**32 seconds (about 136 years). Longer intervals
+/// that Ruby accepts (up to `time_t`'s 2**63 - 1 seconds) are clamped to it, because a
+/// deadline that far ahead cannot be represented as a point in time (`Instant`) and means
+/// "never" in practice anyway.
+pub const LONGEST_INTERVAL: Duration = Duration::from_secs(1 << 32);
+
 /// Converts `timeout:`: nil is none; otherwise what Ruby accepts as a time interval
-/// (a non-negative Integer, Float or Rational), with Ruby's own errors.
+/// (a non-negative Integer, Float or Rational), with Ruby's own errors (those of `sleep`:
+/// ArgumentError for a negative value, RangeError for one beyond `time_t`, Infinity or NaN,
+/// TypeError for a non-number), clamped to [`LONGEST_INTERVAL`].
 pub fn timeout(ruby: &Ruby, timeout: Value) -> Result<Option<Duration>, Error> {
     if timeout.is_nil() {
         return Ok(None);
@@ -183,10 +191,16 @@ pub fn timeout(ruby: &Ruby, timeout: Value) -> Result<Option<Duration>, Error> {
         interval.tv_usec = tv.tv_usec;
         ruby.qnil().as_raw()
     })?;
-    Ok(Some(
-        Duration::from_secs(interval.tv_sec.max(0) as u64)
-            + Duration::from_micros(interval.tv_usec.max(0) as u64),
-    ))
+    let interval = Duration::from_secs(interval.tv_sec.max(0) as u64)
+        + Duration::from_micros(interval.tv_usec.max(0) as u64);
+    Ok(Some(interval.min(LONGEST_INTERVAL)))
+}
+
+/// The point in time `limit` from now, or none: `limit` is at most [`LONGEST_INTERVAL`],
+/// which every clock in use can add, but a clock that cannot gets no deadline rather than
+/// a panic.
+pub fn deadline(limit: Option<Duration>) -> Option<Instant> {
+    limit.and_then(|limit| Instant::now().checked_add(limit))
 }
 
 /// MRI's `constant_arg`: a Symbol, or anything convertible with `to_str`, names a constant

@@ -3,7 +3,6 @@
 use crate::{args, convert, errors, resolve};
 use igai_core::addrinfo::AddrQuery;
 use magnus::{Error, RArray, Ruby, Value};
-use std::time::Instant;
 
 /// Resolves like `Socket.getaddrinfo(host, service, family, socktype, protocol, flags,
 /// reverse_lookup)`, but interruptibly, and giving up with `Errno::ETIMEDOUT` after `timeout`
@@ -22,7 +21,7 @@ pub fn getaddrinfo(
 ) -> Result<RArray, Error> {
     let mut hints = args::hints(ruby, family, socktype, protocol, flags)?;
     let reverse = args::reverse_lookup(ruby, reverse_lookup)?;
-    let deadline = args::timeout(ruby, timeout)?.map(|limit| Instant::now() + limit);
+    let deadline = args::deadline(args::timeout(ruby, timeout)?);
     let host_name = args::host(ruby, host, &mut hints.flags)?;
     let service_name = args::service(ruby, service, &mut hints.flags)?;
     let ends_in_newline = host_name

@@ -23,7 +23,7 @@ pub fn getnameinfo(
     } else {
         args::num_to_int(flags)?
     };
-    let deadline = args::timeout(ruby, timeout)?.map(|limit| Instant::now() + limit);
+    let deadline = args::deadline(args::timeout(ruby, timeout)?);
     let addresses = match sockaddr_string(sockaddr)? {
         Some(packed) => {
             if packed.len() > SOCKADDR_BUFFER {
