@@ -149,6 +149,35 @@ class TestPool < Minitest::Test
     assert_equal 8, report[:parent_busy], "the parent's lookups are unaffected"
   end
 
+  # A trap handler that forks (blockless fork) while the main thread waits in a lookup: the
+  # child comes back into the interrupted wait, holding a ticket of the parent's pool. It
+  # must resubmit to a pool of its own, resolve and go on (it used to wait forever).
+  def test_a_child_forked_from_a_trap_handler_during_a_lookup_resolves_and_exits
+    report = in_child(<<~RUBY)
+      parent = Process.pid
+      reader, writer = IO.pipe
+      trap("USR1") do
+        child = fork
+        writer.puts(child) if child
+      end
+      # The sender lives on: a sleeping thread is what notices the signal (MRI) while the
+      # main thread's wait began with other threads alive.
+      Thread.new { wait_until { Igai.stats[:busy] == 1 }; Process.kill("USR1", parent); sleep }
+      rows = Socket.interruptible_getaddrinfo("delay1500-trapfork-\#{$$}.igai.test", 80, :INET)
+      exit!(rows[0][3] == "127.0.0.1" ? 0 : 1) unless Process.pid == parent
+      child = Integer(reader.gets)
+      status = nil
+      wait_until(15) { status = Process.wait2(child, Process::WNOHANG)&.last }
+      unless status
+        Process.kill(:KILL, child)
+        Process.wait(child)
+      end
+      puts JSON.generate(child_status: status&.exitstatus, parent_answer: rows[0][3])
+    RUBY
+    assert_equal "127.0.0.1", report[:parent_answer]
+    assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
+  end
+
   # With no address space left for a thread's stack (a soft RLIMIT_AS just above what the
   # process uses), the lookup fails with an error that says so, not a resolution failure;
   # once the limit is lifted, lookups work again.
