@@ -178,6 +178,28 @@ class TestPool < Minitest::Test
     assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
   end
 
+  # Building the exception runs Ruby code (here an Errno::ETIMEDOUT#initialize that raises):
+  # its raise reaches the caller, and the timed-out lookup has been withdrawn from the queue
+  # first (a raise used to jump over the ticket and leave the job queued for ever).
+  def test_a_raise_while_building_the_exception_still_withdraws_the_lookup
+    report = in_child(<<~RUBY)
+      Igai.max_workers = 1
+      blocker = Thread.new { Socket.interruptible_getaddrinfo("stall-busy-\#{$$}.igai.test", 80) }
+      wait_until { Igai.stats[:busy] == 1 }
+      Errno::ETIMEDOUT.prepend(Module.new { def initialize(*) = raise(IOError, "from initialize") })
+      error = begin
+        Socket.interruptible_getaddrinfo("stall-queued-\#{$$}.igai.test", 80, timeout: 0.2)
+      rescue IOError => e
+        e.message
+      end
+      stats = Igai.stats
+      blocker.kill
+      puts JSON.generate(error: error, queued: stats[:queued])
+    RUBY
+    assert_equal "from initialize", report[:error]
+    assert_equal 0, report[:queued], "the timed-out lookup left the queue"
+  end
+
   # With no address space left for a thread's stack (a soft RLIMIT_AS just above what the
   # process uses), the lookup fails with an error that says so, not a resolution failure;
   # once the limit is lifted, lookups work again.

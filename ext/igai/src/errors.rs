@@ -1,10 +1,16 @@
 //! The exceptions igai raises, matching those of `Socket.getaddrinfo` on the running Ruby.
+//!
+//! Building an exception runs Ruby code (`SystemCallError.new`, `Socket::ResolutionError.new`),
+//! which may itself raise. Each builder here runs under [`raw::protected`], so such a raise
+//! comes back as the `Error` to raise instead of jumping over the caller's frames; callers
+//! also drop what they hold from the pool (a `Ticket`, an `Arc<Answer>`) before calling.
 
 use crate::args::socket_error;
+use crate::raw;
 use igai_core::addrinfo::{Call, LookupError};
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, Exception, ExceptionClass, RClass, Ruby, Value};
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 /// The exception for a failed lookup, as MRI raises it: "newline at the end of hostname" for
 /// a host ending in "\n"; the `Errno` class of `errno` for `EAI_SYSTEM`; otherwise
@@ -12,8 +18,8 @@ use std::ffi::{CStr, CString};
 /// `SocketError`, with the message "getaddrinfo: <gai_strerror>".
 pub fn lookup_error(ruby: &Ruby, error: LookupError, host_ends_in_newline: bool) -> Error {
     let reason = match error.call {
-        Call::GetAddrInfo => "getaddrinfo",
-        Call::GetNameInfo => "getnameinfo",
+        Call::GetAddrInfo => GETADDRINFO,
+        Call::GetNameInfo => GETNAMEINFO,
     };
     if error.call == Call::GetAddrInfo && host_ends_in_newline {
         return match socket_error(ruby) {
@@ -24,7 +30,7 @@ pub fn lookup_error(ruby: &Ruby, error: LookupError, host_ends_in_newline: bool)
     if error.code == libc::EAI_SYSTEM && error.errno != 0 {
         return system_error(error.errno, reason);
     }
-    resolution_error(ruby, reason, error.code).unwrap_or_else(|e| e)
+    resolution_error(ruby, &reason.to_string_lossy(), error.code).unwrap_or_else(|e| e)
 }
 
 fn resolution_error(ruby: &Ruby, reason: &str, code: i32) -> Result<Error, Error> {
@@ -40,29 +46,36 @@ fn resolution_error(ruby: &Ruby, reason: &str, code: i32) -> Result<Error, Error
     let exception: Exception = class.new_instance((message,))?;
     // MRI keeps the code in an instance variable without "@" (invisible to Ruby code) that
     // `#error_code` reads; only the C API can set such a variable.
-    let name = CString::new("error_code").expect("no NUL");
-    // SAFETY: GVL held; `exception` is a live object; rb_intern takes a NUL-terminated name.
-    unsafe {
-        rb_sys::rb_ivar_set(
-            exception.as_raw(),
-            rb_sys::rb_intern(name.as_ptr()),
-            rb_sys::rb_int2inum(code as isize),
-        );
-    }
+    raw::protected(|| {
+        // SAFETY: GVL held; `exception` is a live object; the name is NUL-terminated and
+        // static. rb_int2inum may raise NoMemoryError: we are under protect, and this
+        // closure owns nothing.
+        unsafe {
+            rb_sys::rb_ivar_set(
+                exception.as_raw(),
+                rb_sys::rb_intern(raw::cstr(b"error_code\0").as_ptr()),
+                rb_sys::rb_int2inum(code as isize),
+            );
+        }
+        Ok(())
+    })?;
     Ok(exception.into())
 }
 
+const USER_TIMEOUT: &CStr = raw::cstr(b"user specified timeout\0");
+const NO_THREAD: &CStr =
+    raw::cstr(b"igai could not start a lookup thread, and none is running to take the lookup\0");
+const GETADDRINFO: &CStr = raw::cstr(b"getaddrinfo\0");
+const GETNAMEINFO: &CStr = raw::cstr(b"getnameinfo\0");
+
 /// `Errno::ETIMEDOUT` "user specified timeout", as MRI raises for `timeout:`.
 pub fn user_timeout() -> Error {
-    system_error(libc::ETIMEDOUT, "user specified timeout")
+    system_error(libc::ETIMEDOUT, USER_TIMEOUT)
 }
 
 /// The `Errno` exception for a thread that could not be started while none is running.
-pub fn no_thread(error: &std::io::Error) -> Error {
-    system_error(
-        error.raw_os_error().unwrap_or(libc::EAGAIN),
-        "igai could not start a lookup thread, and none is running to take the lookup",
-    )
+pub fn no_thread(errno: Option<i32>) -> Error {
+    system_error(errno.unwrap_or(libc::EAGAIN), NO_THREAD)
 }
 
 /// A bug in igai: a lookup thread panicked. Reported, never hidden as a resolution failure.
@@ -74,14 +87,15 @@ pub fn panicked(ruby: &Ruby) -> Error {
 }
 
 /// `SystemCallError.new(reason, errno)`: the right `Errno::*` class, message "<strerror> - reason".
-fn system_error(errno: i32, reason: &str) -> Error {
-    let reason = CString::new(reason).expect("reasons have no NUL");
-    // SAFETY: GVL held; rb_syserr_new builds (does not raise) an exception from a
-    // NUL-terminated message.
-    let raw = unsafe { rb_sys::rb_syserr_new(errno, reason.as_ptr()) };
-    // SAFETY: `raw` is the live exception just created.
-    let value = unsafe { Value::from_raw(raw) };
-    Exception::from_value(value)
-        .expect("rb_syserr_new returns an exception")
-        .into()
+fn system_error(errno: i32, reason: &'static CStr) -> Error {
+    raw::protected(|| {
+        // SAFETY: GVL held; rb_syserr_new builds an exception from a static NUL-terminated
+        // message. It runs Ruby code that may raise: we are under protect, and this closure
+        // owns nothing.
+        let raw = unsafe { rb_sys::rb_syserr_new(errno, reason.as_ptr()) };
+        // SAFETY: `raw` is the live exception just created.
+        let value = unsafe { Value::from_raw(raw) };
+        Ok(Exception::from_value(value).expect("rb_syserr_new returns an exception"))
+    })
+    .map_or_else(|error| error, Error::from)
 }

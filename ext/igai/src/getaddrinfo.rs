@@ -1,6 +1,6 @@
 //! `Igai::Native.getaddrinfo`, behind `Socket.interruptible_getaddrinfo` (lib/igai.rb).
 
-use crate::{args, convert, errors, resolve};
+use crate::{args, convert, errors, raw, resolve};
 use igai_core::addrinfo::AddrQuery;
 use magnus::{Error, RArray, Ruby, Value};
 
@@ -34,8 +34,11 @@ pub fn getaddrinfo(
         reverse,
     };
     let answer = resolve::addresses(ruby, host, query, deadline)?;
-    match resolve::address_outcome(&answer) {
-        Ok(entries) => convert::address_rows(ruby, entries),
-        Err(error) => Err(errors::lookup_error(ruby, *error, ends_in_newline)),
-    }
+    let error = match resolve::address_outcome(&answer) {
+        // Under protect: a raise while building the rows must not skip dropping `answer`.
+        Ok(entries) => return raw::protected(|| convert::address_rows(ruby, entries)),
+        Err(error) => *error,
+    };
+    drop(answer); // before building the exception (see errors.rs)
+    Err(errors::lookup_error(ruby, error, ends_in_newline))
 }

@@ -1,6 +1,6 @@
 //! `Igai::Native.getnameinfo`, behind `Socket.interruptible_getnameinfo` (lib/igai.rb).
 
-use crate::{args, errors, resolve};
+use crate::{args, errors, raw, resolve};
 use igai_core::addrinfo::AddrQuery;
 use igai_core::nameinfo::{NameQuery, SOCKADDR_BUFFER};
 use magnus::rb_sys::{protect, AsRawValue, FromRawValue};
@@ -43,9 +43,14 @@ pub fn getnameinfo(
             flags,
         };
         let answer = resolve::names(ruby, query, deadline)?;
-        let (host, service) = match resolve::name_outcome(&answer) {
-            Ok((host, service)) => (host.as_bytes().to_vec(), service.as_bytes().to_vec()),
-            Err(error) => return Err(errors::lookup_error(ruby, *error, false)),
+        let outcome = match resolve::name_outcome(&answer) {
+            Ok((host, service)) => Ok((host.as_bytes().to_vec(), service.as_bytes().to_vec())),
+            Err(error) => Err(*error),
+        };
+        drop(answer); // before building any exception (see errors.rs)
+        let (host, service) = match outcome {
+            Ok(names) => names,
+            Err(error) => return Err(errors::lookup_error(ruby, error, false)),
         };
         match &found {
             None => found = Some((host, service)),
@@ -59,10 +64,13 @@ pub fn getnameinfo(
         }
     }
     let (host, service) = found.expect("at least one address");
-    let pair = ruby.ary_new_capa(2);
-    pair.push(ruby.str_from_slice(&host))?;
-    pair.push(ruby.str_from_slice(&service))?;
-    Ok(pair)
+    // Under protect: a raise while building the strings must not skip dropping the names.
+    raw::protected(|| {
+        let pair = ruby.ary_new_capa(2);
+        pair.push(ruby.str_from_slice(&host))?;
+        pair.push(ruby.str_from_slice(&service))?;
+        Ok(pair)
+    })
 }
 
 /// MRI's `rb_check_sockaddr_string_type`: an Addrinfo's `to_sockaddr`, or anything
@@ -153,8 +161,10 @@ fn resolve_array(
         reverse: false,
     };
     let answer = resolve::addresses(ruby, host, query, deadline)?;
-    match resolve::address_outcome(&answer) {
-        Ok(entries) => Ok(entries.iter().map(|entry| entry.sockaddr.clone()).collect()),
-        Err(error) => Err(errors::lookup_error(ruby, *error, ends_in_newline)),
-    }
+    let error = match resolve::address_outcome(&answer) {
+        Ok(entries) => return Ok(entries.iter().map(|entry| entry.sockaddr.clone()).collect()),
+        Err(error) => *error,
+    };
+    drop(answer); // before building the exception (see errors.rs)
+    Err(errors::lookup_error(ruby, error, ends_in_newline))
 }

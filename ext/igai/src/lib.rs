@@ -10,6 +10,7 @@ mod getaddrinfo;
 mod getnameinfo;
 mod nogvl;
 mod pool_api;
+mod raw;
 mod resolve;
 
 use magnus::{function, prelude::*, Error, Ruby};

@@ -142,7 +142,7 @@ fn in_pool(ruby: &Ruby, query: Query, deadline: Option<Instant>) -> Result<Arc<A
         return match waited? {
             WaitEnd::Done(outcome) => Ok(outcome),
             WaitEnd::TimedOut => Err(errors::user_timeout()),
-            WaitEnd::NoThread(error) => Err(errors::no_thread(&error)),
+            WaitEnd::NoThread(error) => Err(errors::no_thread(error.raw_os_error())),
             WaitEnd::Panicked => Err(errors::panicked(ruby)),
             WaitEnd::Interrupted => unreachable!("interrupted waits end only in a forked child"),
         };
