@@ -1,20 +1,19 @@
 //! Argument conversion for `Socket.interruptible_getaddrinfo`, with the order, results and
-//! errors of MRI's `Socket.getaddrinfo` (ext/socket's `host_str`, `port_str`, `constant_arg`
-//! and `rsock_revlookup_flag`). Where MRI calls a conversion function of Ruby's C API that may
+//! errors of MRI's `Socket.getaddrinfo` (ext/socket's `host_str`, `port_str` and
+//! `rsock_revlookup_flag`; `constant_arg` lives in `constants`), and of time intervals. Where MRI calls a conversion function of Ruby's C API that may
 //! raise, we call the same function under `rb_protect`, so the exception is Ruby's own.
 
+use crate::{constants, raw};
 use igai_core::addrinfo::Hints;
 use magnus::rb_sys::{protect, AsRawValue};
 use magnus::{
     prelude::*,
     value::{Lazy, LazyId},
-    Error, Fixnum, RArray, RClass, RModule, RString, Ruby, StaticSymbol, Symbol, Value,
+    Error, Fixnum, RClass, RString, Ruby, Value,
 };
-use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::Ipv4Addr;
 use std::os::raw::c_int;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// MRI's host buffer (NI_MAXHOST): a host name must be shorter.
@@ -32,10 +31,10 @@ pub fn hints(
 ) -> Result<Hints, Error> {
     let mut hints = Hints::default();
     if !family.is_nil() {
-        hints.family = self::family(ruby, family)?;
+        hints.family = constants::family(ruby, family)?;
     }
     if !socktype.is_nil() {
-        hints.socktype = constant_arg(ruby, socktype, |n| &n.socktypes, "unknown socket type")?;
+        hints.socktype = constants::socktype(ruby, socktype)?;
     }
     if !protocol.is_nil() {
         hints.protocol = num_to_int(protocol)?;
@@ -54,11 +53,6 @@ static BASIC_SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
 });
 
 static DO_NOT_REVERSE_LOOKUP: LazyId = LazyId::new("do_not_reverse_lookup");
-
-/// MRI's `rsock_family_arg`: an address family given as Integer, Symbol or String.
-pub fn family(ruby: &Ruby, family: Value) -> Result<c_int, Error> {
-    constant_arg(ruby, family, |n| &n.families, "unknown socket domain")
-}
 
 /// Whether to look up host names for the addresses: `true`/`:hostname` yes, `false`/`:numeric`
 /// no, nil the default (`!BasicSocket.do_not_reverse_lookup`).
@@ -88,10 +82,10 @@ pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
     // Compared by ID, as MRI does: `:"numeric\0"` is another symbol than `:numeric`.
     // SAFETY: GVL held; `value` is a Symbol (checked above); rb_sym2id returns its ID.
     let id = unsafe { rb_sys::rb_sym2id(value.as_raw()) };
-    if id == intern("numeric") {
+    if id == raw::intern("numeric") {
         return Ok(false);
     }
-    if id == intern("hostname") {
+    if id == raw::intern("hostname") {
         return Ok(true);
     }
     // SAFETY: GVL held; rb_id2name returns the symbol's name as a C string (it stops at a NUL
@@ -101,12 +95,6 @@ pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
         ruby.exception_arg_error(),
         format!("invalid reverse_lookup flag: :{}", name.to_string_lossy()),
     ))
-}
-
-/// The permanent ID of `name` (`rb_intern`): IDs made this way are never collected.
-fn intern(name: &str) -> rb_sys::ID {
-    // SAFETY: GVL held; rb_intern2 reads `len` bytes of `name`.
-    unsafe { rb_sys::rb_intern2(name.as_ptr().cast(), name.len() as _) }
 }
 
 /// Converts the host like MRI's `host_str`, adding `AI_NUMERICHOST` to `flags` where MRI does.
@@ -203,104 +191,6 @@ pub fn deadline(limit: Option<Duration>) -> Option<Instant> {
     limit.and_then(|limit| Instant::now().checked_add(limit))
 }
 
-/// MRI's `constant_arg`: a Symbol, or anything convertible with `to_str`, names a constant
-/// (see [`ConstantNames`]); anything else goes through `NUM2INT`. An unknown name raises
-/// `SocketError` "`what`: name".
-fn constant_arg(
-    ruby: &Ruby,
-    arg: Value,
-    names: fn(&ConstantNames) -> &Names,
-    what: &str,
-) -> Result<c_int, Error> {
-    let known = CONSTANT_NAMES.get().map(names);
-    if StaticSymbol::from_value(arg).is_some() {
-        // SAFETY: GVL held; for a static Symbol rb_sym2id only decodes the immediate value.
-        let id = unsafe { rb_sys::rb_sym2id(arg.as_raw()) };
-        if let Some(value) = known.and_then(|names| names.by_id.get(&id)) {
-            return Ok(*value);
-        }
-    }
-    let name = match Symbol::from_value(arg) {
-        // SAFETY: GVL held; rb_sym2str returns the symbol's (frozen) name string.
-        Some(_) => RString::from_value(unsafe_value(unsafe { rb_sys::rb_sym2str(arg.as_raw()) })),
-        None => {
-            let mut converted = ruby.qnil().as_raw();
-            protect(|| {
-                // SAFETY: GVL held; rb_check_string_type calls `to_str` if defined and
-                // returns nil otherwise (raising only if `to_str` misbehaves).
-                converted = unsafe { rb_sys::rb_check_string_type(arg.as_raw()) };
-                converted
-            })?;
-            RString::from_value(unsafe_value(converted))
-        }
-    };
-    let Some(name) = name else {
-        return num_to_int(arg);
-    };
-    // SAFETY: the slice is used before any Ruby code can run and change the string.
-    let bytes = unsafe { name.as_slice() };
-    if let Some(value) = known.and_then(|names| names.by_bytes.get(bytes)) {
-        return Ok(*value);
-    }
-    let shown = bytes.split(|b| *b == 0).next().unwrap_or_default();
-    Err(Error::new(
-        socket_error(ruby)?,
-        format!("{what}: {}", String::from_utf8_lossy(shown)),
-    ))
-}
-
-/// The names `constant_arg` accepts, read once from `Socket::Constants`: for families every
-/// `AF_*` and `PF_*` constant, with and without its prefix ("AF_INET", "PF_INET", "INET");
-/// for socket types every `SOCK_*` constant, with and without it ("SOCK_STREAM", "STREAM").
-/// The usual spelling, a static Symbol (`:INET`, `:STREAM`), is found by its ID without
-/// looking at its name. (Only static Symbols: a dynamic one lives in the heap, and keying a
-/// table by its VALUE would match whatever object later takes its freed slot.)
-#[derive(Default)]
-pub struct ConstantNames {
-    families: Names,
-    socktypes: Names,
-}
-
-/// One kind of constant: values by name, and by the name's permanent ID.
-#[derive(Default)]
-pub struct Names {
-    by_bytes: HashMap<Vec<u8>, c_int>,
-    by_id: HashMap<rb_sys::ID, c_int>,
-}
-
-static CONSTANT_NAMES: OnceLock<ConstantNames> = OnceLock::new();
-
-/// Reads `Socket::Constants` into [`ConstantNames`]; called once when the extension loads.
-pub fn load_constant_names(ruby: &Ruby) -> Result<(), Error> {
-    let constants: RModule = ruby
-        .class_object()
-        .const_get::<_, RClass>("Socket")?
-        .const_get("Constants")?;
-    let mut all = ConstantNames::default();
-    let names: RArray = constants.funcall("constants", ())?;
-    for name in names.into_iter() {
-        let name = Symbol::try_convert(name)?.name()?.into_owned();
-        let names = if name.starts_with("AF_") || name.starts_with("PF_") {
-            &mut all.families
-        } else if name.starts_with("SOCK_") {
-            &mut all.socktypes
-        } else {
-            continue;
-        };
-        let Some(value) = Fixnum::from_value(constants.const_get(name.as_str())?) else {
-            continue;
-        };
-        let value = value.to_i64() as c_int;
-        let short = name.split_once('_').map_or("", |(_, rest)| rest).to_owned();
-        for spelling in [short, name] {
-            names.by_id.insert(intern(&spelling), value);
-            names.by_bytes.insert(spelling.into_bytes(), value);
-        }
-    }
-    let _ = CONSTANT_NAMES.set(all);
-    Ok(())
-}
-
 /// MRI's `NUM2INT`, with its TypeError and RangeError.
 pub fn num_to_int(value: Value) -> Result<c_int, Error> {
     // Fast path for the usual small Integer; everything else takes Ruby's own conversion.
@@ -329,15 +219,15 @@ pub fn string_value_cstr(value: Value) -> Result<Vec<u8>, Error> {
             return Ok(bytes.to_vec());
         }
     }
-    let mut raw = value.as_raw();
+    let mut converted = value.as_raw();
     protect(|| {
-        // SAFETY: GVL held; `raw` is a live VALUE on our stack (seen by the conservative GC)
+        // SAFETY: GVL held; `converted` is a live VALUE on our stack (seen by the conservative GC)
         // that rb_string_value_cstr may replace with the converted String; it raises for a
         // NUL character and otherwise returns a pointer we do not need.
-        unsafe { rb_sys::rb_string_value_cstr(&mut raw) };
-        raw
+        unsafe { rb_sys::rb_string_value_cstr(&mut converted) };
+        converted
     })?;
-    let string = RString::from_value(unsafe_value(raw)).expect("converted to a String");
+    let string = RString::from_value(raw::value(converted)).expect("converted to a String");
     // SAFETY: copied at once, before any Ruby code can run and change the string.
     Ok(unsafe { string.as_slice() }.to_vec())
 }
@@ -348,18 +238,6 @@ fn up_to_nul(bytes: &[u8]) -> CString {
     CString::new(&bytes[..end]).expect("no NUL before `end`")
 }
 
-/// `SocketError`.
-pub fn socket_error(ruby: &Ruby) -> Result<magnus::ExceptionClass, Error> {
-    ruby.class_object().const_get("SocketError")
-}
-
 fn dotted(address: Ipv4Addr) -> CString {
     CString::new(address.to_string()).expect("an IPv4 address has no NUL")
-}
-
-fn unsafe_value(raw: rb_sys::VALUE) -> Value {
-    use magnus::rb_sys::FromRawValue;
-    // SAFETY: `raw` was returned by a Ruby C API call made with the GVL held and is a live
-    // object (kept alive by our stack, which the GC scans).
-    unsafe { Value::from_raw(raw) }
 }

@@ -1,6 +1,6 @@
 //! `Igai::Native.getnameinfo`, behind `Socket.interruptible_getnameinfo` (lib/igai.rb).
 
-use crate::{args, errors, raw, resolve};
+use crate::{args, constants, errors, raw, resolve};
 use igai_core::addrinfo::AddrQuery;
 use igai_core::nameinfo::{NameQuery, SOCKADDR_BUFFER};
 use magnus::rb_sys::{protect, AsRawValue, FromRawValue};
@@ -57,7 +57,7 @@ pub fn getnameinfo(
             Some(first) if *first == (host.clone(), service.clone()) => {}
             Some(_) => {
                 return Err(Error::new(
-                    args::socket_error(ruby)?,
+                    errors::socket_error(ruby),
                     "sockaddr resolved to multiple nodename",
                 ))
             }
@@ -147,7 +147,7 @@ fn resolve_array(
     };
     let family: Value = family;
     if !family.is_nil() {
-        hints.family = args::family(ruby, family)?;
+        hints.family = constants::family(ruby, family)?;
     }
     let host_name = args::host(ruby, host, &mut hints.flags)?;
     let service = args::service(ruby, port, &mut hints.flags)?;

@@ -1,9 +1,11 @@
 //! The Ruby binding of igai. This file only defines what Ruby sees; each concern lives in
-//! its own module: argument conversion (`args`), where a lookup runs (`resolve`), releasing
+//! its own module: argument conversion (`args`, and `constants` for socket constants given
+//! by name), where a lookup runs (`resolve`), releasing
 //! the GVL (`nogvl`), result conversion (`convert`), exceptions (`errors`) and the pool's
 //! knobs (`pool_api`). The lookup machinery itself is the Ruby-free `igai-core` crate.
 
 mod args;
+mod constants;
 mod convert;
 mod errors;
 mod getaddrinfo;
@@ -17,7 +19,7 @@ use magnus::{function, prelude::*, Error, Ruby};
 
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
-    args::load_constant_names(ruby)?;
+    constants::load_constant_names(ruby)?;
     let igai = ruby.define_module("Igai")?;
     let native = igai.define_module("Native")?;
     native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;

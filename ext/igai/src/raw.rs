@@ -1,4 +1,5 @@
-//! Helpers for calling Ruby's C API directly.
+//! Helpers for calling Ruby's C API directly: raw `VALUE`s and IDs, C string literals, and
+//! running calls that may raise under `rb_protect`.
 //!
 //! A Ruby function that raises does not return: it jumps (longjmp) to the nearest
 //! `rb_protect` or method boundary, skipping the Rust frames in between without running
@@ -9,8 +10,8 @@
 //! destructor is alive up to the method boundary, or inside [`protected`], so that a raise
 //! stops at the protect and everything outside it is dropped normally.
 
-use magnus::rb_sys::protect;
-use magnus::Error;
+use magnus::rb_sys::{protect, FromRawValue};
+use magnus::{Error, Value};
 use std::ffi::CStr;
 
 /// Runs `build` under `rb_protect`: a raise inside it (from a call that raises without
@@ -32,4 +33,17 @@ pub const fn cstr(bytes: &'static [u8]) -> &'static CStr {
         Ok(text) => text,
         Err(_) => panic!("a C string literal ends in its only NUL"),
     }
+}
+
+/// The permanent ID of `name` (`rb_intern`): IDs made this way are never collected.
+pub fn intern(name: &str) -> rb_sys::ID {
+    // SAFETY: GVL held; rb_intern2 reads `len` bytes of `name`.
+    unsafe { rb_sys::rb_intern2(name.as_ptr().cast(), name.len() as _) }
+}
+
+/// A `Value` for a `VALUE` that a Ruby C API call just returned.
+pub fn value(raw: rb_sys::VALUE) -> Value {
+    // SAFETY: `raw` was returned by a Ruby C API call made with the GVL held and is a live
+    // object (kept alive by our stack, which the GC scans).
+    unsafe { Value::from_raw(raw) }
 }
