@@ -14,12 +14,66 @@ use magnus::{
 use std::ffi::{CStr, CString};
 use std::net::Ipv4Addr;
 use std::os::raw::c_int;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// MRI's host buffer (NI_MAXHOST): a host name must be shorter.
 const HOST_MAX: usize = 1025;
 /// MRI's service buffer (NI_MAXSERV): a service name must be shorter.
 const SERVICE_MAX: usize = 32;
+
+/// Splits the arguments of a method called with `min..=max` positional arguments and an
+/// optional `timeout:` keyword, as a Ruby method `def m(a, b, c = nil, ..., timeout: nil)`
+/// would take them, with the same errors: ArgumentError "wrong number of arguments (given
+/// 1, expected 2..7)" and "unknown keyword: :x" (MRI's `rb_error_arity` and
+/// `rb_get_kwargs` raise them). Keywords are only what the caller passed as keywords: a
+/// trailing Hash given positionally stays positional, as in a Ruby method. `timeout` is nil
+/// when not given.
+pub fn positional_and_timeout(
+    args: &[Value],
+    min: usize,
+    max: usize,
+) -> Result<(&[Value], Value), Error> {
+    // SAFETY: GVL held; we are inside a method call made from Ruby (a C frame of our own),
+    // whose keyword flag rb_keyword_given_p reads.
+    let keywords = unsafe { rb_sys::rb_keyword_given_p() } != 0;
+    let (positional, options) = match args.split_last() {
+        Some((last, rest)) if keywords => (rest, Some(*last)),
+        _ => (args, None),
+    };
+    if !(min..=max).contains(&positional.len()) {
+        protect(|| {
+            // SAFETY: GVL held; rb_error_arity always raises the ArgumentError (under protect).
+            unsafe { rb_sys::rb_error_arity(positional.len() as c_int, min as c_int, max as c_int) }
+        })?;
+    }
+    let Some(options) = options else {
+        return Ok((positional, raw::value(rb_sys::Qnil as rb_sys::VALUE)));
+    };
+    let table = [timeout_id()];
+    let mut values = [rb_sys::Qundef as rb_sys::VALUE];
+    protect(|| {
+        // SAFETY: GVL held; `options` is the keyword Hash Ruby made for this call (a fresh
+        // one: rb_get_kwargs may delete from it). `table` and `values` are one element each,
+        // as `optional` = 1 says; it raises ArgumentError for any other key.
+        unsafe {
+            rb_sys::rb_get_kwargs(options.as_raw(), table.as_ptr(), 0, 1, values.as_mut_ptr())
+        };
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
+    let timeout = if values[0] == rb_sys::Qundef as rb_sys::VALUE {
+        rb_sys::Qnil as rb_sys::VALUE
+    } else {
+        values[0]
+    };
+    Ok((positional, raw::value(timeout)))
+}
+
+/// The ID of `timeout`, interned once.
+fn timeout_id() -> rb_sys::ID {
+    static ID: OnceLock<rb_sys::ID> = OnceLock::new();
+    *ID.get_or_init(|| raw::intern("timeout"))
+}
 
 /// Builds the hints from `family`, `socktype`, `protocol` and `flags` (each may be nil).
 pub fn hints(

@@ -1,4 +1,4 @@
-//! `Igai::Native.getnameinfo`, behind `Socket.interruptible_getnameinfo` (lib/igai.rb).
+//! `Socket.interruptible_getnameinfo`.
 
 use crate::{args, constants, errors, raw, resolve};
 use igai_core::addrinfo::AddrQuery;
@@ -8,11 +8,22 @@ use magnus::{prelude::*, Error, RArray, RString, Ruby, Value};
 use std::ffi::CStr;
 use std::time::Instant;
 
+/// `Socket.interruptible_getnameinfo(sockaddr, flags = 0, timeout: nil)` (see
+/// [`crate::getaddrinfo::interruptible_getaddrinfo`] for why it is defined natively).
+pub fn interruptible_getnameinfo(ruby: &Ruby, args: &[Value]) -> Result<RArray, Error> {
+    let (given, timeout) = args::positional_and_timeout(args, 1, 2)?;
+    let flags = given
+        .get(1)
+        .copied()
+        .unwrap_or_else(|| ruby.qnil().as_value());
+    getnameinfo(ruby, given[0], flags, timeout)
+}
+
 /// Finds names like `Socket.getnameinfo(sockaddr, flags)`, interruptibly, giving up with
 /// `Errno::ETIMEDOUT` after `timeout` seconds (nil: no limit). `sockaddr` is a packed
 /// sockaddr String, an Addrinfo, or a `[family, port, host]` / `[family, port, host,
 /// address]` Array (whose host is resolved first, as MRI does). Returns `[host, service]`.
-pub fn getnameinfo(
+fn getnameinfo(
     ruby: &Ruby,
     sockaddr: Value,
     flags: Value,

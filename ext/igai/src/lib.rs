@@ -15,15 +15,21 @@ mod pool_api;
 mod raw;
 mod resolve;
 
-use magnus::{function, prelude::*, Error, Ruby};
+use magnus::{function, prelude::*, Error, RClass, Ruby};
 
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     constants::load_constant_names(ruby)?;
+    let socket: RClass = ruby.class_object().const_get("Socket")?;
+    socket.define_singleton_method(
+        "interruptible_getaddrinfo",
+        function!(getaddrinfo::interruptible_getaddrinfo, -1),
+    )?;
+    socket.define_singleton_method(
+        "interruptible_getnameinfo",
+        function!(getnameinfo::interruptible_getnameinfo, -1),
+    )?;
     let igai = ruby.define_module("Igai")?;
-    let native = igai.define_module("Native")?;
-    native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;
-    native.define_singleton_method("getnameinfo", function!(getnameinfo::getnameinfo, 3))?;
     igai.define_singleton_method("stats", function!(pool_api::stats, 0))?;
     igai.define_singleton_method("max_workers", function!(pool_api::max_workers, 0))?;
     igai.define_singleton_method("max_workers=", function!(pool_api::set_max_workers, 1))?;
