@@ -12,11 +12,14 @@ class TestIntervals < Minitest::Test
   ODD_VALUES = %w[2**63-1 2**64 -(2**64) Float::INFINITY -Float::INFINITY -1 -0.5 0 nil
                   Float::NAN 1e300 "3" :x Object.new].freeze
 
-  # Runs each of ODD_VALUES through `call` (Ruby code using `value`) in one child, followed
-  # each time by a normal lookup through the pool; returns {value text => outcome}.
-  def outcomes(call)
+  # Runs `call` (Ruby code using `value`) for each of ODD_VALUES in one child, after
+  # `prelude`; returns {value text => [outcome, lookup]}: the outcome is "ok" or the error's
+  # class and the start of its message, and lookup whether a normal lookup through the pool
+  # made afterwards worked (with `lookup_after`; else nil). `call` may skip a value (`next`).
+  def outcomes(call, prelude: 'require "igai"', lookup_after: true)
+    lookup = 'Socket.interruptible_getaddrinfo("localhost", 80, nil, :STREAM, timeout: 10).any?'
     output, status = run_ruby(<<~RUBY, timeout: 60)
-      require "igai"
+      #{prelude}
       results = {}
       #{ODD_VALUES.inspect}.each do |text|
         value = eval(text)
@@ -26,8 +29,7 @@ class TestIntervals < Minitest::Test
         rescue StandardError => e
           "\#{e.class}: \#{e.message[0, 40]}"
         end
-        lookup = Socket.interruptible_getaddrinfo("localhost", 80, nil, :STREAM, timeout: 10)
-        results[text] = [outcome, lookup.size.positive?]
+        results[text] = [outcome, #{lookup_after ? lookup : 'nil'}]
       end
       p results
     RUBY
@@ -36,25 +38,20 @@ class TestIntervals < Minitest::Test
   end
 
   # What `sleep` (IO.select, which converts alike without waiting) says about each value but
-  # nil; values it would accept are replaced by 0.
+  # nil (IO.select would wait for ever; sleep(nil) differs between Rubies); values it would
+  # accept are replaced by 0.
   def sleep_outcomes
-    output, status = run_ruby(<<~RUBY)
-      results = {}
-      #{ODD_VALUES.inspect}.each do |text|
-        value = eval(text)
-        next if value.nil? # IO.select waits forever; sleep(nil) differs between Rubies
-        value = 0 if value.is_a?(Numeric) && value.positive? && value.finite? && value.to_i < 2**63
-        results[text] = begin
-          IO.select(nil, nil, nil, value)
-          "ok"
-        rescue StandardError => e
-          "\#{e.class}: \#{e.message[0, 40]}"
-        end
-      end
-      p results
+    outcomes(<<~RUBY, prelude: "", lookup_after: false).transform_values(&:first)
+      next if value.nil?
+      value = 0 if value.is_a?(Numeric) && value.positive? && value.finite? && value.to_i < 2**63
+      IO.select(nil, nil, nil, value)
     RUBY
-    assert status.success?, output
-    eval(output.lines.last) # rubocop:disable Security/Eval
+  end
+
+  # What NUM2INT says about each value (Thread#priority= converts with it).
+  def num2int_outcomes
+    finished = "Thread.new {}.tap(&:join).priority = value"
+    outcomes(finished, prelude: "", lookup_after: false).transform_values(&:first)
   end
 
   def test_odd_timeouts_raise_what_sleep_raises_and_the_pool_keeps_working
@@ -95,25 +92,6 @@ class TestIntervals < Minitest::Test
     RUBY
     assert status.success?, output
     assert_equal [2.0**32, 1, 0], eval(output.lines.last) # rubocop:disable Security/Eval
-  end
-
-  # What NUM2INT says about each value (Thread#priority= converts with it), or "ok".
-  def num2int_outcomes
-    output, status = run_ruby(<<~RUBY)
-      results = {}
-      finished = Thread.new {}.tap(&:join)
-      #{ODD_VALUES.inspect}.each do |text|
-        results[text] = begin
-          finished.priority = eval(text)
-          "ok"
-        rescue StandardError => e
-          "\#{e.class}: \#{e.message[0, 40]}"
-        end
-      end
-      p results
-    RUBY
-    assert status.success?, output
-    eval(output.lines.last) # rubocop:disable Security/Eval
   end
 
   def test_odd_worker_counts_raise_num2int_errors_and_the_pool_keeps_working
