@@ -180,7 +180,7 @@ class TestPool < Minitest::Test
 
   # Building the exception runs Ruby code (here an Errno::ETIMEDOUT#initialize that raises):
   # its raise reaches the caller, and the timed-out lookup has been withdrawn from the queue
-  # (igai drops its ticket before it builds the exception, under rb_protect).
+  # (the raise used to jump over the ticket's destructor and leave the job queued for ever).
   def test_a_raise_while_building_the_exception_still_withdraws_the_lookup
     report = in_child(<<~RUBY)
       Igai.max_workers = 1
