@@ -50,6 +50,24 @@ pub fn positional_and_timeout(
     let Some(options) = options else {
         return Ok((positional, raw::value(rb_sys::Qnil as rb_sys::VALUE)));
     };
+    // The usual case, `timeout:` alone, read directly; anything else goes to rb_get_kwargs,
+    // which raises for unknown keywords.
+    // SAFETY: GVL held; `options` is the keyword Hash Ruby made for this call. Looking up a
+    // static Symbol key hashes it without calling Ruby code.
+    let only_timeout = unsafe {
+        if rb_sys::rb_hash_size_num(options.as_raw()) == 1 {
+            rb_sys::rb_hash_lookup2(
+                options.as_raw(),
+                rb_sys::rb_id2sym(timeout_id()),
+                rb_sys::Qundef as rb_sys::VALUE,
+            )
+        } else {
+            rb_sys::Qundef as rb_sys::VALUE
+        }
+    };
+    if only_timeout != rb_sys::Qundef as rb_sys::VALUE {
+        return Ok((positional, raw::value(only_timeout)));
+    }
     let table = [timeout_id()];
     let mut values = [rb_sys::Qundef as rb_sys::VALUE];
     protect(|| {
