@@ -1,8 +1,10 @@
-//! The Ruby binding of igai. This file only defines what Ruby sees; each concern lives in
-//! its own module: argument conversion (`args`, and `constants` for socket constants given
-//! by name), where a lookup runs (`resolve`), releasing
-//! the GVL (`nogvl`), result conversion (`convert`), exceptions (`errors`) and the pool's
-//! knobs (`pool_api`). The lookup machinery itself is the Ruby-free `igai-core` crate.
+//! The Ruby binding of igai. This file only defines what Ruby sees (`Socket`'s two
+//! interruptible methods and `Igai`'s pool knobs); each concern lives in its own module: the
+//! two methods (`getaddrinfo`, `getnameinfo`), argument conversion (`args`, and `constants`
+//! for socket constants given by name), where a lookup runs (`resolve`), releasing the GVL
+//! (`nogvl`), result conversion (`convert`), exceptions (`errors`), C API helpers (`raw`) and
+//! the pool's knobs (`pool_api`). The lookup machinery itself is the Ruby-free `igai-core`
+//! crate.
 
 mod args;
 mod constants;
