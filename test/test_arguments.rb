@@ -43,7 +43,8 @@ class TestArguments < Minitest::Test
     ARGUMENT_ERRORS.each do |args, keywords|
       expected = argument_error(Reference.method(:getaddrinfo), args, keywords)
       refute_nil expected, "#{args.inspect} #{keywords.inspect} is wrong"
-      assert_equal expected, argument_error(Socket.method(:interruptible_getaddrinfo), args, keywords)
+      actual = argument_error(Socket.method(:interruptible_getaddrinfo), args, keywords)
+      assert_equal expected, actual
     end
   end
 
@@ -53,17 +54,21 @@ class TestArguments < Minitest::Test
       .each do |args, keywords|
         expected = argument_error(Reference.method(:getnameinfo), args, keywords)
         refute_nil expected
-        assert_equal expected, argument_error(Socket.method(:interruptible_getnameinfo), args, keywords)
+        actual = argument_error(Socket.method(:interruptible_getnameinfo), args, keywords)
+        assert_equal expected, actual
       end
   end
 
   def test_a_hash_given_positionally_is_an_argument_not_keywords
-    error = assert_raises(TypeError) { Socket.interruptible_getaddrinfo("127.0.0.1", 80, { timeout: 1 }) }
+    error = assert_raises(TypeError) do
+      Socket.interruptible_getaddrinfo("127.0.0.1", 80, { timeout: 1 })
+    end
     assert_equal "no implicit conversion of Hash into Integer", error.message
   end
 
   def test_every_argument_and_the_timeout_keyword_reach_the_lookup
-    rows = Socket.interruptible_getaddrinfo("127.0.0.1", 80, :INET, :STREAM, nil, 0, false, timeout: 1)
+    rows = Socket.interruptible_getaddrinfo("127.0.0.1", 80, :INET, :STREAM, nil, 0, false,
+                                            timeout: 1)
     assert_equal Socket.getaddrinfo("127.0.0.1", 80, :INET, :STREAM, nil, 0, false), rows
     numeric = Socket::NI_NUMERICHOST | Socket::NI_NUMERICSERV
     sockaddr = Socket.sockaddr_in(80, "127.0.0.1")

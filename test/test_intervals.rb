@@ -9,8 +9,8 @@ require_relative "test_helper"
 class TestIntervals < Minitest::Test
   include IgaiTest::Helpers
 
-  ODD_VALUES = %w[2**63-1 2**64 -(2**64) Float::INFINITY -Float::INFINITY -1 -0.5 0 nil
-                  Float::NAN 1e300 "3" :x Object.new].freeze
+  ODD_VALUES = ["2**63-1", "2**64", "-(2**64)", "Float::INFINITY", "-Float::INFINITY", "-1", "-0.5",
+                "0", "nil", "Float::NAN", "1e300", '"3"', ":x", "Object.new"].freeze
 
   # Runs `call` (Ruby code using `value`) for each of ODD_VALUES in one child, after
   # `prelude`; returns {value text => [outcome, lookup]}: the outcome is "ok" or the error's
