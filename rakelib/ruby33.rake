@@ -19,9 +19,12 @@ module Ruby33
   MARKER = File.join(ROOT, ".igai-bootstrap-ok")
   COPY = "/build/igai" # inside the root
   KEEP = %r{\A(tmp|target)/|\Alib/igai/igai\.so\z} # 3.3 build products in the copy
+  # rake-compiler runs make; netbase: /etc/hosts and /etc/services; the ruby-* clients are
+  # the ones test/test_clients.rb drives (as in bin/setup's list).
   PACKAGES = "ruby-dev,libclang-dev,rake,ruby-minitest,rake-compiler,gcc,libc6-dev," \
-             "iproute2,util-linux,mount,ca-certificates," \
-             "make,netbase" # rake-compiler runs make; netbase: /etc/hosts and /etc/services
+             "iproute2,util-linux,mount,ca-certificates,make,netbase," \
+             "ruby-excon,ruby-http,ruby-httpclient,ruby-faraday,ruby-httparty,ruby-rest-client," \
+             "ruby-net-http-persistent,ruby-redis,ruby-dalli,ruby-pg"
   RUST = { # inside the root => host directory
     "/opt/rust/cargo" => ENV.fetch("CARGO_HOME", File.join(Dir.home, ".cargo")),
     "/opt/rust/rustup" => ENV.fetch("RUSTUP_HOME", File.join(Dir.home, ".rustup"))

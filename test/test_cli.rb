@@ -134,11 +134,25 @@ class TestCLI < Minitest::Test
     assert plain && ours, stdout
     assert_operator Float(ours), :<, 1.0
     assert_operator Float(ours), :>=, 0.2
-    if Igai::Replacement.interruptible_already?
+    if Igai::SocketPatches.interruptible_already?
       assert_match(/already interruptible/, stdout)
     else
       assert_operator Float(plain), :>=, 1.0, stdout
       assert_match(/cannot interrupt Socket\.getaddrinfo/, stdout)
+    end
+  end
+
+  # The README's quick start runs exe/igai from a checkout, with no -I and no RUBYLIB, from
+  # wherever the user is: it must find the library beside it.
+  def test_runs_from_a_checkout_without_load_path_options
+    Bed.require!(self)
+    name = Bed.answered_name
+    Dir.mktmpdir do |elsewhere|
+      env = { "RUBYLIB" => nil, "RUBYOPT" => nil }
+      stdout, stderr, status = Open3.capture3(env, RbConfig.ruby, EXE, "resolve", name, "http",
+                                              "--family", "inet", chdir: elsewhere)
+      assert_equal [0, ""], [status.exitstatus, stderr]
+      assert_match(/\A127\.0\.0\.1 +STREAM #{Regexp.escape(name)}$/, stdout)
     end
   end
 

@@ -126,6 +126,16 @@ static BASIC_SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
 
 static DO_NOT_REVERSE_LOOKUP: LazyId = LazyId::new("do_not_reverse_lookup");
 
+/// Sets the lazy statics of this module while the extension loads (in the main Ractor).
+/// Their first use would otherwise call Ruby inside a `std::sync::Once`, and two Ractors
+/// doing so at once could deadlock: one blocked in the Once, where Ruby's GC cannot stop it,
+/// while the other waits inside it for a GC.
+pub fn load_statics(ruby: &Ruby) {
+    ruby.get_inner(&BASIC_SOCKET);
+    LazyId::force(&DO_NOT_REVERSE_LOOKUP, ruby);
+    timeout_id();
+}
+
 /// Whether to look up host names for the addresses: `true`/`:hostname` yes, `false`/`:numeric`
 /// no, nil the default (`!BasicSocket.do_not_reverse_lookup`).
 pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {

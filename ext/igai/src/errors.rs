@@ -50,6 +50,14 @@ const NO_THREAD: &CStr =
 const GETADDRINFO: &CStr = raw::cstr(b"getaddrinfo\0");
 const GETNAMEINFO: &CStr = raw::cstr(b"getnameinfo\0");
 
+/// Sets the lazy statics above while the extension loads (in the main Ractor): see
+/// `args::load_statics` for why.
+pub fn load_statics(ruby: &Ruby) {
+    ruby.get_inner(&SOCKET_ERROR);
+    ruby.get_inner(&RESOLUTION_ERROR);
+    LazyId::force(&ERROR_CODE, ruby);
+}
+
 /// `SocketError`, the class of igai's own argument errors that MRI raises as such.
 pub fn socket_error(ruby: &Ruby) -> ExceptionClass {
     ruby.get_inner(&SOCKET_ERROR)
@@ -70,18 +78,35 @@ pub fn lookup_error(ruby: &Ruby, error: LookupError, host_ends_in_newline: bool)
         };
         return system_error(error.errno, call);
     }
-    let Some(class) = ExceptionClass::from_value(ruby.get_inner(&RESOLUTION_ERROR)) else {
-        return Error::new(socket_error(ruby), error.to_string());
-    };
-    let exception: Exception = match class.new_instance((error.to_string(),)) {
-        Ok(exception) => exception,
-        Err(raised) => return raised,
-    };
-    let object = RObject::from_value(exception.as_value()).expect("exceptions are T_OBJECT");
-    match object.ivar_set(*ERROR_CODE, error.code) {
-        Ok(()) => exception.into(),
+    match resolution_error(ruby, error) {
+        Ok(exception) => exception.into(),
         Err(raised) => raised,
     }
+}
+
+/// `Igai::Native.resolution_error(code)`: the exception `Socket.getaddrinfo` raises when
+/// getaddrinfo(3) fails with `code` (an `EAI_*` value), built but not raised. igai/replace
+/// raises it for `Socket::EAI_AGAIN` when its process-wide limit runs out.
+pub fn resolution_error_for(ruby: &Ruby, code: i32) -> Result<Exception, Error> {
+    let error = LookupError {
+        call: Call::GetAddrInfo,
+        code,
+        errno: 0,
+    };
+    resolution_error(ruby, error)
+}
+
+/// The exception for `error`, built but not raised: `Socket::ResolutionError` with
+/// `#error_code` where the Ruby has it (3.3+), else `SocketError`; message "getaddrinfo:
+/// <gai_strerror>". An `Err` is what Ruby raised while building it.
+fn resolution_error(ruby: &Ruby, error: LookupError) -> Result<Exception, Error> {
+    let Some(class) = ExceptionClass::from_value(ruby.get_inner(&RESOLUTION_ERROR)) else {
+        return socket_error(ruby).new_instance((error.to_string(),));
+    };
+    let exception: Exception = class.new_instance((error.to_string(),))?;
+    let object = RObject::from_value(exception.as_value()).expect("exceptions are T_OBJECT");
+    object.ivar_set(*ERROR_CODE, error.code)?;
+    Ok(exception)
 }
 
 /// `Errno::ETIMEDOUT` "user specified timeout", as MRI raises for `timeout:`.

@@ -5,6 +5,13 @@
 //! (`nogvl`), result conversion (`convert`), exceptions (`errors`), C API helpers (`raw`) and
 //! the pool's knobs (`pool_api`). The lookup machinery itself is the Ruby-free `igai-core`
 //! crate.
+//!
+//! The extension is Ractor-safe: its methods may be called from any Ractor. What makes that
+//! true: the only Ruby objects it keeps between calls are classes (`BasicSocket`,
+//! `SocketError`, `Socket::ResolutionError`: shareable) and IDs of static Symbols (never
+//! collected, the same in every Ractor), all set up here while the extension loads; Socket's
+//! constant names are kept as Rust data; everything else is process-wide Rust state behind
+//! its own locks (the one lookup pool of the process).
 
 mod args;
 mod constants;
@@ -21,7 +28,12 @@ use magnus::{function, prelude::*, Error, RClass, Ruby};
 
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
+    // SAFETY: called while the extension loads, before it defines a method, which is what
+    // marks those methods safe to call from any Ractor (see the module docs for why they are).
+    unsafe { rb_sys::rb_ext_ractor_safe(true) };
     constants::load_constant_names(ruby)?;
+    args::load_statics(ruby);
+    errors::load_statics(ruby);
     let socket: RClass = ruby.class_object().const_get("Socket")?;
     socket.define_singleton_method(
         "interruptible_getaddrinfo",
@@ -32,6 +44,11 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
         function!(getnameinfo::interruptible_getnameinfo, -1),
     )?;
     let igai = ruby.define_module("Igai")?;
+    let native = igai.define_module("Native")?;
+    native.define_singleton_method(
+        "resolution_error",
+        function!(errors::resolution_error_for, 1),
+    )?;
     igai.define_singleton_method("stats", function!(pool_api::stats, 0))?;
     igai.define_singleton_method("max_workers", function!(pool_api::max_workers, 0))?;
     igai.define_singleton_method("max_workers=", function!(pool_api::set_max_workers, 1))?;
