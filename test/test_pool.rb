@@ -181,7 +181,7 @@ class TestPool < Minitest::Test
   def test_a_child_forked_from_a_trap_handler_during_a_lookup_resolves_and_exits
     # The sender lives on: a sleeping thread is what notices the signal (MRI) while the
     # main thread's wait began with other threads alive.
-    lookup = 'Socket.interruptible_getaddrinfo("delay1500-trapfork-%d.igai.test" % $$, 80, :INET)'
+    lookup = 'Socket.interruptible_getaddrinfo("delay1000-trapfork-%d.igai.test" % $$, 80, :INET)'
     report = trap_fork_report(<<~SETUP, lookup)
       Thread.new { wait_until { Igai.stats[:busy] == 1 }; Process.kill("USR1", parent); sleep }
     SETUP
@@ -209,7 +209,7 @@ class TestPool < Minitest::Test
       leave_garbage
       GC.stress = true
     SETUP
-      Socket.interruptible_getaddrinfo("delay800-waitfork-\#{$$}.igai.test", 80, :INET, nil, nil,
+      Socket.interruptible_getaddrinfo("delay300-waitfork-\#{$$}.igai.test", 80, :INET, nil, nil,
                                        nil, false, timeout: 20).tap { GC.stress = false }
     LOOKUP
     assert_equal "127.0.0.1", report[:parent_answer]
