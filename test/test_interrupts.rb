@@ -154,6 +154,35 @@ class TestInterrupts < Minitest::Test
     end
   end
 
+  # An interrupt already pending when the wait starts (deferred by handle_interrupt) raises
+  # before the GVL is released; the lookup is withdrawn, and later lookups still wait and
+  # handle trapped signals normally (igai then resets MRI's async-safe flag: see nogvl.rs).
+  def test_an_interrupt_pending_as_the_wait_starts_raises_and_lookups_go_on
+    name = Bed.delayed_name(300)
+    code = <<~RUBY
+      require "igai"
+      main = Thread.current
+      raised = Thread.handle_interrupt(RuntimeError => :never) do
+        Thread.new { main.raise("pending") }.join
+        Thread.handle_interrupt(RuntimeError => :on_blocking) do
+          Socket.interruptible_getaddrinfo(#{Bed.stalled_name.inspect}, 80)
+        end
+        "not raised"
+      rescue RuntimeError => e
+        e.message
+      end
+      hits = 0
+      trap(:USR1) { hits += 1 }
+      Thread.new { sleep 0.1; 3.times { Process.kill(:USR1, Process.pid); sleep 0.03 } }.join(0)
+      rows = Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET, :STREAM)
+      sleep 0.05 until hits == 3
+      puts "raised=\#{raised} queued=\#{Igai.stats[:queued]} hits=\#{hits} address=\#{rows.first[3]}"
+    RUBY
+    output, status = run_ruby(code)
+    assert status.success?, output
+    assert_match(/raised=pending queued=0 hits=3 address=127\.0\.0\.1/, output)
+  end
+
   def test_other_threads_keep_running_while_a_lookup_waits
     ticks = 0
     ticker = Thread.new { loop { ticks += 1; sleep 0.001 } }

@@ -159,6 +159,95 @@ class TestPool < Minitest::Test
     assert_equal 8, report[:parent_busy], "the parent's lookups are unaffected"
   end
 
+  # Runs `lookup` (Ruby code returning Socket.interruptible_getaddrinfo's rows) in a child
+  # with a USR1 trap handler that forks without a block, after `setup` (which arranges for the
+  # signal). The forked child comes back into the interrupted lookup: it must resolve and
+  # exit by itself. Returns {child_status:, parent_answer:} (status nil: killed after 15 s).
+  def trap_fork_report(setup, lookup)
+    in_child(<<~RUBY)
+      parent = Process.pid
+      reader, writer = IO.pipe
+      trap("USR1") do
+        child = fork
+        writer.puts(child) if child
+      end
+      #{setup}
+      rows = #{lookup}
+      exit!(rows[0][3] == "127.0.0.1" ? 0 : 1) unless Process.pid == parent
+      child = Integer(reader.gets)
+      status = nil
+      wait_until(15) { status = Process.wait2(child, Process::WNOHANG)&.last }
+      unless status
+        Process.kill(:KILL, child)
+        Process.wait(child)
+      end
+      puts JSON.generate(child_status: status&.exitstatus, parent_answer: rows[0][3])
+    RUBY
+  end
+
+  # A trap handler that forks while the main thread waits in a lookup: the child comes back
+  # into the interrupted wait, holding a ticket of the parent's pool. It must resubmit to a
+  # pool of its own (it used to wait for ever).
+  def test_a_child_forked_from_a_trap_handler_during_a_lookup_resolves_and_exits
+    # The sender lives on: a sleeping thread is what notices the signal (MRI) while the
+    # main thread's wait began with other threads alive.
+    lookup = 'Socket.interruptible_getaddrinfo("delay1000-trapfork-%d.igai.test" % $$, 80, :INET)'
+    report = trap_fork_report(<<~SETUP, lookup)
+      Thread.new { wait_until { Igai.stats[:busy] == 1 }; Process.kill("USR1", parent); sleep }
+    SETUP
+    assert_equal "127.0.0.1", report[:parent_answer]
+    assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
+  end
+
+  # The same, with the signal already pending as the wait starts: MRI then runs the trap
+  # handler inside rb_nogvl, before its blocking region, and the child goes on into the
+  # region. To get there on cue, a finalizer sends the signal: GC.stress collects its object
+  # while the call allocates, and MRI runs finalizers at the next interrupt check, which is
+  # rb_nogvl's (reverse_lookup false: no Ruby method call, hence no earlier check).
+  def test_a_child_forked_from_a_trap_handler_as_the_wait_starts_resolves_and_exits
+    report = trap_fork_report(<<~SETUP, <<~LOOKUP)
+      $signalled = false
+      def leave_garbage
+        50.times do
+          ObjectSpace.define_finalizer(Object.new, proc do
+            Process.kill("USR1", Process.pid) unless $signalled
+            $signalled = true
+          end)
+        end
+        nil
+      end
+      leave_garbage
+      GC.stress = true
+    SETUP
+      Socket.interruptible_getaddrinfo("delay300-waitfork-\#{$$}.igai.test", 80, :INET, nil, nil,
+                                       nil, false, timeout: 20).tap { GC.stress = false }
+    LOOKUP
+    assert_equal "127.0.0.1", report[:parent_answer]
+    assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
+  end
+
+  # Building the exception runs Ruby code (here an Errno::ETIMEDOUT#initialize that raises):
+  # its raise reaches the caller, and the timed-out lookup has been withdrawn from the queue
+  # (the raise used to jump over the ticket's destructor and leave the job queued for ever).
+  def test_a_raise_while_building_the_exception_still_withdraws_the_lookup
+    report = in_child(<<~RUBY)
+      Igai.max_workers = 1
+      blocker = Thread.new { Socket.interruptible_getaddrinfo("stall-busy-\#{$$}.igai.test", 80) }
+      wait_until { Igai.stats[:busy] == 1 }
+      Errno::ETIMEDOUT.prepend(Module.new { def initialize(*) = raise(IOError, "from initialize") })
+      error = begin
+        Socket.interruptible_getaddrinfo("stall-queued-\#{$$}.igai.test", 80, timeout: 0.2)
+      rescue IOError => e
+        e.message
+      end
+      stats = Igai.stats
+      blocker.kill
+      puts JSON.generate(error: error, queued: stats[:queued])
+    RUBY
+    assert_equal "from initialize", report[:error]
+    assert_equal 0, report[:queued], "the timed-out lookup left the queue"
+  end
+
   # With no address space left for a thread's stack (a soft RLIMIT_AS just above what the
   # process uses), the lookup fails with an error that says so, not a resolution failure;
   # once the limit is lifted, lookups work again.

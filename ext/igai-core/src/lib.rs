@@ -1,4 +1,4 @@
-//! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`lookup`],
+//! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`addrinfo`],
 //! [`nameinfo`], and [`query`] for either), the bounded, coalescing
 //! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]),
 //! the per-process resolver that ties them together and survives fork ([`resolver`]), and the
@@ -7,7 +7,7 @@
 //! The Ruby binding (crate `igai`) parses arguments, releases the GVL while a caller waits on a
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
 
-pub mod lookup;
+pub mod addrinfo;
 pub mod nameinfo;
 pub mod pool;
 pub mod query;

@@ -1,6 +1,6 @@
 //! One getnameinfo(3) request (address to host and service names) in plain Rust values.
 
-use crate::lookup::{Call, LookupError};
+use crate::addrinfo::{Call, LookupError};
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int};
 
@@ -22,7 +22,7 @@ impl NameQuery {
     /// (`NI_NUMERICHOST`), or the address is not an IP address at all. A service name, if
     /// wanted, comes from the local services database.
     pub fn is_numeric(&self) -> bool {
-        let family = crate::lookup::family_of_sockaddr(&self.sockaddr);
+        let family = crate::addrinfo::family_of_sockaddr(&self.sockaddr);
         self.flags & libc::NI_NUMERICHOST != 0
             || (family != libc::AF_INET && family != libc::AF_INET6)
     }
@@ -66,7 +66,7 @@ impl NameQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lookup::{AddrQuery, Hints};
+    use crate::addrinfo::{AddrQuery, Hints};
 
     fn loopback(port: &str) -> Vec<u8> {
         let query = AddrQuery {

@@ -1,6 +1,6 @@
 //! What the resolver's workers run: either kind of lookup, and either kind of answer.
 
-use crate::lookup::{AddrQuery, Outcome};
+use crate::addrinfo::{AddrQuery, Outcome};
 use crate::nameinfo::{NameOutcome, NameQuery};
 use crate::zone;
 

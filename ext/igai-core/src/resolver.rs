@@ -51,6 +51,13 @@ pub fn stack_size() -> usize {
     STACK_SIZE + FORK_GENERATION.load(Ordering::Relaxed) * 16 * 1024
 }
 
+/// How many forks lie between the first process that used igai and this one: a waiter that
+/// sees it change while it waits (a trap handler forked) is in a child, holding a ticket of
+/// the parent's pool.
+pub fn generation() -> usize {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 /// This process's resolver, created on first use (and again after a fork).
 pub fn resolver() -> &'static Resolver {
     let current = CURRENT.load(Ordering::Acquire);

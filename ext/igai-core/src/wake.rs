@@ -4,8 +4,10 @@
 //! finished the lookup ([`WakeCell::notify_done`]) and whoever wants the wait cut short
 //! ([`Waker::interrupt`]). MRI may call the second from inside a signal handler (it does so when
 //! the waiting thread is the only Ruby thread and the unblocking function is declared
-//! async-signal-safe), so interrupting uses nothing but an atomic `fetch_or` and, on Linux, a
-//! `futex(FUTEX_WAKE)` system call: both are async-signal-safe.
+//! async-signal-safe), so interrupting uses nothing but an atomic `fetch_or` and one system call: on Linux
+//! `futex(FUTEX_WAKE)`; elsewhere, or with the cargo feature `portable-wake`, a one-byte
+//! `write(2)` to the cell's own pipe, which the sleeper waits on with `poll(2)`. Both are
+//! async-signal-safe.
 //!
 //! Cells are never freed (see [`WakeCell::leak_new`]): a late interrupt that arrives after its
 //! wait has ended must still land on valid memory. The flags are only hints; the truth about a
@@ -23,6 +25,9 @@ const INTERRUPTED: u32 = 2;
 #[derive(Debug, Default)]
 pub struct WakeCell {
     flags: AtomicU32,
+    /// What a sleeper blocks on when there is no futex (see [`doorbell`]).
+    #[cfg(any(not(target_os = "linux"), feature = "portable-wake"))]
+    bell: doorbell::Doorbell,
 }
 
 /// A copyable, `'static` handle that interrupts one waiter; safe to use from a signal handler.
@@ -73,7 +78,28 @@ impl WakeCell {
 
     fn raise(&self, flag: u32) {
         self.flags.fetch_or(flag, Ordering::SeqCst);
+        self.wake_sleeper();
+    }
+
+    #[cfg(all(target_os = "linux", not(feature = "portable-wake")))]
+    fn wake_sleeper(&self) {
         futex::wake(&self.flags);
+    }
+
+    #[cfg(any(not(target_os = "linux"), feature = "portable-wake"))]
+    fn wake_sleeper(&self) {
+        self.bell.ring();
+    }
+
+    /// Blocks while the flags are `expected`, at most `timeout` (or spuriously earlier).
+    #[cfg(all(target_os = "linux", not(feature = "portable-wake")))]
+    fn block(&self, expected: u32, timeout: Option<std::time::Duration>) {
+        futex::wait(&self.flags, expected, timeout);
+    }
+
+    #[cfg(any(not(target_os = "linux"), feature = "portable-wake"))]
+    fn block(&self, expected: u32, timeout: Option<std::time::Duration>) {
+        self.bell.wait(&self.flags, expected, timeout);
     }
 
     /// Sleeps until a flag is raised or `deadline` passes (or spuriously, so callers loop).
@@ -88,7 +114,7 @@ impl WakeCell {
                 },
                 None => None,
             };
-            futex::wait(&self.flags, 0, timeout);
+            self.block(0, timeout);
         }
         let now = self.flags.load(Ordering::SeqCst);
         if now & INTERRUPTED != 0 {
@@ -124,7 +150,7 @@ impl Waker {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "portable-wake")))]
 mod futex {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
@@ -165,21 +191,218 @@ mod futex {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-mod futex {
-    //! Portable fallback without a futex: waiters poll every millisecond. Correct, a little
-    //! slower to notice a wake-up; igai is developed and measured on Linux.
+#[cfg(any(not(target_os = "linux"), feature = "portable-wake"))]
+mod doorbell {
+    //! Blocking without a futex: each cell owns a non-blocking pipe. Ringing writes one byte
+    //! (`write(2)`, async-signal-safe); a sleeper that saw no flag raised waits for the read
+    //! end with `poll(2)`, then empties the pipe. A ring between the sleeper's look at the
+    //! flags and its poll leaves its byte in the pipe, so the poll returns at once: no wake-up
+    //! is lost. A byte left over from an earlier wait only makes one sleep end early, which
+    //! callers treat as spurious. Cells are never freed, so neither are their two descriptors;
+    //! the pool reuses idle cells, so there are as many as waiters at the busiest moment.
+    use std::os::raw::c_int;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
 
-    pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        let step = Duration::from_millis(1);
-        if word.load(Ordering::SeqCst) == expected {
-            std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
+    /// A pipe: `read` is polled by the sleeper, `write` rung by whoever wakes it.
+    #[derive(Debug)]
+    pub struct Doorbell {
+        read: c_int,
+        write: c_int,
+    }
+
+    impl Default for Doorbell {
+        fn default() -> Self {
+            let mut fds = [0 as c_int; 2];
+            // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
+            let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+            assert_eq!(
+                made,
+                0,
+                "igai could not create a wake-up pipe: {}",
+                std::io::Error::last_os_error()
+            );
+            for fd in fds {
+                // SAFETY: `fd` is a descriptor pipe(2) just returned; F_GETFL/F_SETFL and
+                // F_SETFD only change its flags.
+                unsafe {
+                    let flags = libc::fcntl(fd, libc::F_GETFL);
+                    libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+            Doorbell {
+                read: fds[0],
+                write: fds[1],
+            }
         }
     }
 
-    pub fn wake(_word: &AtomicU32) {}
+    impl Doorbell {
+        /// Wakes the sleeper. Async-signal-safe: one `write(2)`, whose result does not matter
+        /// (a full pipe already holds a wake-up; errno is saved and restored for the
+        /// interrupted code's sake).
+        pub fn ring(&self) {
+            let saved = errno();
+            let byte = 1u8;
+            // SAFETY: `write` is an open descriptor of a never-freed cell; one byte is read
+            // from a live local.
+            unsafe { libc::write(self.write, (&byte as *const u8).cast(), 1) };
+            set_errno(saved);
+        }
+
+        /// Sleeps while `*word == expected`, at most `timeout`; returns early on any ring or
+        /// signal.
+        pub fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+            if word.load(Ordering::SeqCst) != expected {
+                return;
+            }
+            let mut poll = libc::pollfd {
+                fd: self.read,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd; poll(2) writes only its `revents`.
+            unsafe { libc::poll(&mut poll, 1, poll_timeout(timeout)) };
+            self.drain();
+        }
+
+        /// Empties the pipe (it is non-blocking: stops when nothing is left).
+        fn drain(&self) {
+            let mut buffer = [0u8; 64];
+            loop {
+                // SAFETY: reads at most `buffer.len()` bytes into a live local buffer.
+                let read =
+                    unsafe { libc::read(self.read, buffer.as_mut_ptr().cast(), buffer.len()) };
+                if read < buffer.len() as isize {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// `timeout` in whole milliseconds for poll(2), rounded up (so that a sleep never ends
+    /// just before its deadline and spins); -1 for none.
+    fn poll_timeout(timeout: Option<Duration>) -> c_int {
+        match timeout {
+            None => -1,
+            Some(timeout) => {
+                let millis = timeout.as_nanos().div_ceil(1_000_000);
+                millis.min(c_int::MAX as u128) as c_int
+            }
+        }
+    }
+
+    fn errno() -> c_int {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn set_errno(value: c_int) {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = value };
+    }
+
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    fn set_errno(value: c_int) {
+        // SAFETY: __error returns this thread's errno slot.
+        unsafe { *libc::__error() = value };
+    }
+
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd"
+    )))]
+    fn set_errno(_value: c_int) {}
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{WakeCell, Woken};
+        use std::time::{Duration, Instant};
+
+        /// Voluntary context switches of the calling thread so far (Linux's RUSAGE_THREAD).
+        #[cfg(target_os = "linux")]
+        fn voluntary_switches() -> i64 {
+            // SAFETY: an all-zero rusage is valid; getrusage fills it in.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `usage` is a live, writable rusage.
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+            usage.ru_nvcsw as i64
+        }
+
+        #[cfg(target_os = "linux")]
+        #[test]
+        fn a_sleeper_blocks_on_its_pipe_instead_of_polling() {
+            let cell = WakeCell::leak_new();
+            let waker = cell.waker();
+            let ringer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                waker.interrupt();
+            });
+            let before = voluntary_switches();
+            let woken = loop {
+                match cell.sleep(None) {
+                    Woken::Nothing => continue,
+                    other => break other,
+                }
+            };
+            let switches = voluntary_switches() - before;
+            ringer.join().unwrap();
+            assert_eq!(woken, Woken::Interrupted);
+            // Polling every millisecond would switch about 300 times.
+            assert!(switches < 20, "{switches} context switches while asleep");
+        }
+
+        #[test]
+        fn a_ring_before_the_sleep_is_not_lost_and_a_deadline_still_ends_it() {
+            let cell = WakeCell::leak_new();
+            cell.notify_done();
+            assert_eq!(cell.sleep(None), Woken::Done);
+            let start = Instant::now();
+            let deadline = start + Duration::from_millis(40);
+            while cell.sleep(Some(deadline)) == Woken::Nothing && Instant::now() < deadline {}
+            assert!(start.elapsed() >= Duration::from_millis(40));
+        }
+
+        #[test]
+        fn rings_from_a_signal_handler_wake_the_sleeper() {
+            use std::sync::atomic::{AtomicPtr, Ordering};
+            static CELL: AtomicPtr<WakeCell> = AtomicPtr::new(std::ptr::null_mut());
+            extern "C" fn on_signal(_: libc::c_int) {
+                let cell = CELL.load(Ordering::SeqCst);
+                if !cell.is_null() {
+                    // SAFETY: CELL holds a leaked, never-freed cell.
+                    unsafe { &*cell }.waker().interrupt();
+                }
+            }
+            let cell = WakeCell::leak_new();
+            CELL.store(cell as *const WakeCell as *mut WakeCell, Ordering::SeqCst);
+            // SAFETY: installs a handler that only calls the async-signal-safe interrupt.
+            unsafe {
+                libc::signal(
+                    libc::SIGUSR2,
+                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                )
+            };
+            // SAFETY: pthread_self is always valid for the calling thread.
+            let sleeper = unsafe { libc::pthread_self() } as usize;
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                // SAFETY: the sleeper thread is alive until it is woken (it joins us after).
+                unsafe { libc::pthread_kill(sleeper as libc::pthread_t, libc::SIGUSR2) };
+            });
+            let start = Instant::now();
+            while cell.sleep(Some(start + Duration::from_secs(5))) == Woken::Nothing
+                && start.elapsed() < Duration::from_secs(5)
+            {}
+            sender.join().unwrap();
+            assert!(cell.is_interrupted());
+            assert!(start.elapsed() < Duration::from_secs(2));
+        }
+    }
 }
 
 #[cfg(test)]

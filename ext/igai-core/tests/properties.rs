@@ -11,7 +11,7 @@
 //! * [`NameQuery::run`] with `NI_NUMERICHOST | NI_NUMERICSERV` never panics on any sockaddr
 //!   bytes, and names a well-formed IPv4/IPv6 sockaddr with its own address and port.
 //!
-//! Where MRI deliberately differs from glibc (lookup.rs), glibc is not asked:
+//! Where MRI deliberately differs from glibc (addrinfo.rs), glibc is not asked:
 //! MRI ignores hint flags; copies a nonzero hint protocol into every entry (glibc picks the
 //! matching socket types); gives a SOCK_RAW entry a port (glibc: EAI_SERVICE); and leaves to
 //! getaddrinfo(3) every host that inet_pton(3) rejects or that has characters outside
@@ -23,7 +23,7 @@
 //! (commit it) and replayed first next time; [`regressions`] lists hand-picked cases that
 //! always run.
 
-use igai_core::lookup::{numeric_entries, AddrEntry, AddrQuery, Hints};
+use igai_core::addrinfo::{numeric_entries, AddrEntry, AddrQuery, Hints};
 use igai_core::nameinfo::NameQuery;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};

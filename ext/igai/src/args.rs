@@ -1,26 +1,97 @@
 //! Argument conversion for `Socket.interruptible_getaddrinfo`, with the order, results and
-//! errors of MRI's `Socket.getaddrinfo` (ext/socket's `host_str`, `port_str`, `constant_arg`
-//! and `rsock_revlookup_flag`). Where MRI calls a conversion function of Ruby's C API that may
+//! errors of MRI's `Socket.getaddrinfo` (ext/socket's `host_str`, `port_str` and
+//! `rsock_revlookup_flag`; `constant_arg` lives in `constants`), and of time intervals. Where MRI calls a conversion function of Ruby's C API that may
 //! raise, we call the same function under `rb_protect`, so the exception is Ruby's own.
 
-use igai_core::lookup::Hints;
+use crate::{constants, raw};
+use igai_core::addrinfo::Hints;
 use magnus::rb_sys::{protect, AsRawValue};
 use magnus::{
     prelude::*,
     value::{Lazy, LazyId},
-    Error, Fixnum, RArray, RClass, RModule, RString, Ruby, StaticSymbol, Symbol, Value,
+    Error, Fixnum, RClass, RString, Ruby, Value,
 };
-use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::Ipv4Addr;
 use std::os::raw::c_int;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// MRI's host buffer (NI_MAXHOST): a host name must be shorter.
 const HOST_MAX: usize = 1025;
 /// MRI's service buffer (NI_MAXSERV): a service name must be shorter.
 const SERVICE_MAX: usize = 32;
+
+/// Splits the arguments of a method called with `min..=max` positional arguments and an
+/// optional `timeout:` keyword, as a Ruby method `def m(a, b, c = nil, ..., timeout: nil)`
+/// would take them, with the same errors: ArgumentError "wrong number of arguments (given
+/// 1, expected 2..7)" and "unknown keyword: :x" (MRI's `rb_error_arity` and
+/// `rb_get_kwargs` raise them). Keywords are only what the caller passed as keywords: a
+/// trailing Hash given positionally stays positional, as in a Ruby method. `timeout` is nil
+/// when not given.
+pub fn positional_and_timeout(
+    args: &[Value],
+    min: usize,
+    max: usize,
+) -> Result<(&[Value], Value), Error> {
+    // SAFETY: GVL held; we are inside a method call made from Ruby (a C frame of our own),
+    // whose keyword flag rb_keyword_given_p reads.
+    let keywords = unsafe { rb_sys::rb_keyword_given_p() } != 0;
+    let (positional, options) = match args.split_last() {
+        Some((last, rest)) if keywords => (rest, Some(*last)),
+        _ => (args, None),
+    };
+    if !(min..=max).contains(&positional.len()) {
+        protect(|| {
+            // SAFETY: GVL held; rb_error_arity always raises the ArgumentError (under protect).
+            unsafe { rb_sys::rb_error_arity(positional.len() as c_int, min as c_int, max as c_int) }
+        })?;
+    }
+    let Some(options) = options else {
+        return Ok((positional, raw::value(rb_sys::Qnil as rb_sys::VALUE)));
+    };
+    // The usual case, `timeout:` alone, read directly; anything else goes to rb_get_kwargs,
+    // which raises for unknown keywords.
+    // SAFETY: GVL held; `options` is the keyword Hash Ruby made for this call. Looking up a
+    // static Symbol key hashes it without calling Ruby code.
+    let only_timeout = unsafe {
+        if rb_sys::rb_hash_size_num(options.as_raw()) == 1 {
+            rb_sys::rb_hash_lookup2(
+                options.as_raw(),
+                rb_sys::rb_id2sym(timeout_id()),
+                rb_sys::Qundef as rb_sys::VALUE,
+            )
+        } else {
+            rb_sys::Qundef as rb_sys::VALUE
+        }
+    };
+    if only_timeout != rb_sys::Qundef as rb_sys::VALUE {
+        return Ok((positional, raw::value(only_timeout)));
+    }
+    let table = [timeout_id()];
+    let mut values = [rb_sys::Qundef as rb_sys::VALUE];
+    protect(|| {
+        // SAFETY: GVL held; `options` is the keyword Hash Ruby made for this call (a fresh
+        // one: rb_get_kwargs may delete from it). `table` and `values` are one element each,
+        // as `optional` = 1 says; it raises ArgumentError for any other key.
+        unsafe {
+            rb_sys::rb_get_kwargs(options.as_raw(), table.as_ptr(), 0, 1, values.as_mut_ptr())
+        };
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
+    let timeout = if values[0] == rb_sys::Qundef as rb_sys::VALUE {
+        rb_sys::Qnil as rb_sys::VALUE
+    } else {
+        values[0]
+    };
+    Ok((positional, raw::value(timeout)))
+}
+
+/// The ID of `timeout`, interned once.
+fn timeout_id() -> rb_sys::ID {
+    static ID: OnceLock<rb_sys::ID> = OnceLock::new();
+    *ID.get_or_init(|| raw::intern("timeout"))
+}
 
 /// Builds the hints from `family`, `socktype`, `protocol` and `flags` (each may be nil).
 pub fn hints(
@@ -32,10 +103,10 @@ pub fn hints(
 ) -> Result<Hints, Error> {
     let mut hints = Hints::default();
     if !family.is_nil() {
-        hints.family = self::family(ruby, family)?;
+        hints.family = constants::family(ruby, family)?;
     }
     if !socktype.is_nil() {
-        hints.socktype = constant_arg(ruby, socktype, |n| &n.socktypes, "unknown socket type")?;
+        hints.socktype = constants::socktype(ruby, socktype)?;
     }
     if !protocol.is_nil() {
         hints.protocol = num_to_int(protocol)?;
@@ -55,18 +126,14 @@ static BASIC_SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
 
 static DO_NOT_REVERSE_LOOKUP: LazyId = LazyId::new("do_not_reverse_lookup");
 
-/// Sets the lazy statics above while the extension loads (in the main Ractor). Their first
-/// use would otherwise call Ruby inside a `std::sync::Once`, and two Ractors doing so at once
-/// could deadlock: one blocked in the Once, where Ruby's GC cannot stop it, while the other
-/// waits inside it for a GC.
+/// Sets the lazy statics of this module while the extension loads (in the main Ractor).
+/// Their first use would otherwise call Ruby inside a `std::sync::Once`, and two Ractors
+/// doing so at once could deadlock: one blocked in the Once, where Ruby's GC cannot stop it,
+/// while the other waits inside it for a GC.
 pub fn load_statics(ruby: &Ruby) {
     ruby.get_inner(&BASIC_SOCKET);
     LazyId::force(&DO_NOT_REVERSE_LOOKUP, ruby);
-}
-
-/// MRI's `rsock_family_arg`: an address family given as Integer, Symbol or String.
-pub fn family(ruby: &Ruby, family: Value) -> Result<c_int, Error> {
-    constant_arg(ruby, family, |n| &n.families, "unknown socket domain")
+    timeout_id();
 }
 
 /// Whether to look up host names for the addresses: `true`/`:hostname` yes, `false`/`:numeric`
@@ -97,10 +164,10 @@ pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
     // Compared by ID, as MRI does: `:"numeric\0"` is another symbol than `:numeric`.
     // SAFETY: GVL held; `value` is a Symbol (checked above); rb_sym2id returns its ID.
     let id = unsafe { rb_sys::rb_sym2id(value.as_raw()) };
-    if id == intern("numeric") {
+    if id == raw::intern("numeric") {
         return Ok(false);
     }
-    if id == intern("hostname") {
+    if id == raw::intern("hostname") {
         return Ok(true);
     }
     // SAFETY: GVL held; rb_id2name returns the symbol's name as a C string (it stops at a NUL
@@ -110,12 +177,6 @@ pub fn reverse_lookup(ruby: &Ruby, value: Value) -> Result<bool, Error> {
         ruby.exception_arg_error(),
         format!("invalid reverse_lookup flag: :{}", name.to_string_lossy()),
     ))
-}
-
-/// The permanent ID of `name` (`rb_intern`): IDs made this way are never collected.
-fn intern(name: &str) -> rb_sys::ID {
-    // SAFETY: GVL held; rb_intern2 reads `len` bytes of `name`.
-    unsafe { rb_sys::rb_intern2(name.as_ptr().cast(), name.len() as _) }
 }
 
 /// Converts the host like MRI's `host_str`, adding `AI_NUMERICHOST` to `flags` where MRI does.
@@ -174,8 +235,16 @@ pub fn service(ruby: &Ruby, service: Value, flags: &mut c_int) -> Result<Option<
     Ok(Some(up_to_nul(&name)))
 }
 
+/// The longest interval igai waits for: 2**32 seconds (about 136 years). Longer intervals
+/// that Ruby accepts (up to `time_t`'s 2**63 - 1 seconds) are clamped to it, because a
+/// deadline that far ahead cannot be represented as a point in time (`Instant`) and means
+/// "never" in practice anyway.
+pub const LONGEST_INTERVAL: Duration = Duration::from_secs(1 << 32);
+
 /// Converts `timeout:`: nil is none; otherwise what Ruby accepts as a time interval
-/// (a non-negative Integer, Float or Rational), with Ruby's own errors.
+/// (a non-negative Integer, Float or Rational), with Ruby's own errors (those of `sleep`:
+/// ArgumentError for a negative value, RangeError for one beyond `time_t`, Infinity or NaN,
+/// TypeError for a non-number), clamped to [`LONGEST_INTERVAL`].
 pub fn timeout(ruby: &Ruby, timeout: Value) -> Result<Option<Duration>, Error> {
     if timeout.is_nil() {
         return Ok(None);
@@ -192,108 +261,16 @@ pub fn timeout(ruby: &Ruby, timeout: Value) -> Result<Option<Duration>, Error> {
         interval.tv_usec = tv.tv_usec;
         ruby.qnil().as_raw()
     })?;
-    Ok(Some(
-        Duration::from_secs(interval.tv_sec.max(0) as u64)
-            + Duration::from_micros(interval.tv_usec.max(0) as u64),
-    ))
+    let interval = Duration::from_secs(interval.tv_sec.max(0) as u64)
+        + Duration::from_micros(interval.tv_usec.max(0) as u64);
+    Ok(Some(interval.min(LONGEST_INTERVAL)))
 }
 
-/// MRI's `constant_arg`: a Symbol, or anything convertible with `to_str`, names a constant
-/// (see [`ConstantNames`]); anything else goes through `NUM2INT`. An unknown name raises
-/// `SocketError` "`what`: name".
-fn constant_arg(
-    ruby: &Ruby,
-    arg: Value,
-    names: fn(&ConstantNames) -> &Names,
-    what: &str,
-) -> Result<c_int, Error> {
-    let known = CONSTANT_NAMES.get().map(names);
-    if StaticSymbol::from_value(arg).is_some() {
-        // SAFETY: GVL held; for a static Symbol rb_sym2id only decodes the immediate value.
-        let id = unsafe { rb_sys::rb_sym2id(arg.as_raw()) };
-        if let Some(value) = known.and_then(|names| names.by_id.get(&id)) {
-            return Ok(*value);
-        }
-    }
-    let name = match Symbol::from_value(arg) {
-        // SAFETY: GVL held; rb_sym2str returns the symbol's (frozen) name string.
-        Some(_) => RString::from_value(unsafe_value(unsafe { rb_sys::rb_sym2str(arg.as_raw()) })),
-        None => {
-            let mut converted = ruby.qnil().as_raw();
-            protect(|| {
-                // SAFETY: GVL held; rb_check_string_type calls `to_str` if defined and
-                // returns nil otherwise (raising only if `to_str` misbehaves).
-                converted = unsafe { rb_sys::rb_check_string_type(arg.as_raw()) };
-                converted
-            })?;
-            RString::from_value(unsafe_value(converted))
-        }
-    };
-    let Some(name) = name else {
-        return num_to_int(arg);
-    };
-    // SAFETY: the slice is used before any Ruby code can run and change the string.
-    let bytes = unsafe { name.as_slice() };
-    if let Some(value) = known.and_then(|names| names.by_bytes.get(bytes)) {
-        return Ok(*value);
-    }
-    let shown = bytes.split(|b| *b == 0).next().unwrap_or_default();
-    Err(Error::new(
-        socket_error(ruby)?,
-        format!("{what}: {}", String::from_utf8_lossy(shown)),
-    ))
-}
-
-/// The names `constant_arg` accepts, read once from `Socket::Constants`: for families every
-/// `AF_*` and `PF_*` constant, with and without its prefix ("AF_INET", "PF_INET", "INET");
-/// for socket types every `SOCK_*` constant, with and without it ("SOCK_STREAM", "STREAM").
-/// The usual spelling, a static Symbol (`:INET`, `:STREAM`), is found by its ID without
-/// looking at its name. (Only static Symbols: a dynamic one lives in the heap, and keying a
-/// table by its VALUE would match whatever object later takes its freed slot.)
-#[derive(Default)]
-pub struct ConstantNames {
-    families: Names,
-    socktypes: Names,
-}
-
-/// One kind of constant: values by name, and by the name's permanent ID.
-#[derive(Default)]
-pub struct Names {
-    by_bytes: HashMap<Vec<u8>, c_int>,
-    by_id: HashMap<rb_sys::ID, c_int>,
-}
-
-static CONSTANT_NAMES: OnceLock<ConstantNames> = OnceLock::new();
-
-/// Reads `Socket::Constants` into [`ConstantNames`]; called once when the extension loads.
-pub fn load_constant_names(ruby: &Ruby) -> Result<(), Error> {
-    let constants: RModule = ruby
-        .class_object()
-        .const_get::<_, RClass>("Socket")?
-        .const_get("Constants")?;
-    let mut all = ConstantNames::default();
-    let names: RArray = constants.funcall("constants", ())?;
-    for name in names.into_iter() {
-        let name = Symbol::try_convert(name)?.name()?.into_owned();
-        let names = if name.starts_with("AF_") || name.starts_with("PF_") {
-            &mut all.families
-        } else if name.starts_with("SOCK_") {
-            &mut all.socktypes
-        } else {
-            continue;
-        };
-        let Some(value) = Fixnum::from_value(constants.const_get(name.as_str())?) else {
-            continue;
-        };
-        let value = value.to_i64() as c_int;
-        let short = name.split_once('_').map_or("", |(_, rest)| rest).to_owned();
-        for spelling in [short, name] {
-            names.by_id.insert(intern(&spelling), value);
-            names.by_bytes.insert(spelling.into_bytes(), value);
-        }
-    }
-    let _ = CONSTANT_NAMES.set(all);
-    Ok(())
+/// The point in time `limit` from now, or none: `limit` is at most [`LONGEST_INTERVAL`],
+/// which every clock in use can add, but a clock that cannot gets no deadline rather than
+/// a panic.
+pub fn deadline(limit: Option<Duration>) -> Option<Instant> {
+    limit.and_then(|limit| Instant::now().checked_add(limit))
 }
 
 /// MRI's `NUM2INT`, with its TypeError and RangeError.
@@ -324,15 +301,15 @@ pub fn string_value_cstr(value: Value) -> Result<Vec<u8>, Error> {
             return Ok(bytes.to_vec());
         }
     }
-    let mut raw = value.as_raw();
+    let mut converted = value.as_raw();
     protect(|| {
-        // SAFETY: GVL held; `raw` is a live VALUE on our stack (seen by the conservative GC)
+        // SAFETY: GVL held; `converted` is a live VALUE on our stack (seen by the conservative GC)
         // that rb_string_value_cstr may replace with the converted String; it raises for a
         // NUL character and otherwise returns a pointer we do not need.
-        unsafe { rb_sys::rb_string_value_cstr(&mut raw) };
-        raw
+        unsafe { rb_sys::rb_string_value_cstr(&mut converted) };
+        converted
     })?;
-    let string = RString::from_value(unsafe_value(raw)).expect("converted to a String");
+    let string = RString::from_value(raw::value(converted)).expect("converted to a String");
     // SAFETY: copied at once, before any Ruby code can run and change the string.
     Ok(unsafe { string.as_slice() }.to_vec())
 }
@@ -343,18 +320,6 @@ fn up_to_nul(bytes: &[u8]) -> CString {
     CString::new(&bytes[..end]).expect("no NUL before `end`")
 }
 
-/// `SocketError`.
-pub fn socket_error(ruby: &Ruby) -> Result<magnus::ExceptionClass, Error> {
-    ruby.class_object().const_get("SocketError")
-}
-
 fn dotted(address: Ipv4Addr) -> CString {
     CString::new(address.to_string()).expect("an IPv4 address has no NUL")
-}
-
-fn unsafe_value(raw: rb_sys::VALUE) -> Value {
-    use magnus::rb_sys::FromRawValue;
-    // SAFETY: `raw` was returned by a Ruby C API call made with the GVL held and is a live
-    // object (kept alive by our stack, which the GC scans).
-    unsafe { Value::from_raw(raw) }
 }

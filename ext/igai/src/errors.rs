@@ -1,81 +1,122 @@
 //! The exceptions igai raises, matching those of `Socket.getaddrinfo` on the running Ruby.
+//!
+//! Building an exception runs Ruby code (`SystemCallError.new`, `Socket::ResolutionError.new`),
+//! which may itself raise. Each builder here either calls only magnus functions that return
+//! a raise as `Err`, or runs under [`raw::protected`], so such a raise comes back as the
+//! `Error` to raise instead of jumping over the caller's frames; callers also drop what they
+//! hold from the pool (a `Ticket`, an `Arc<Answer>`) before calling.
+//!
+//! The classes are looked up once ([`Lazy`]); classes are shareable between Ractors.
 
-use crate::args::socket_error;
-use igai_core::lookup::{Call, LookupError};
-use magnus::error::ErrorType;
-use magnus::rb_sys::{AsRawValue, FromRawValue};
-use magnus::{prelude::*, Error, Exception, ExceptionClass, RClass, Ruby, Value};
-use std::ffi::{CStr, CString};
+use crate::raw;
+use igai_core::addrinfo::{Call, LookupError};
+use magnus::rb_sys::FromRawValue;
+use magnus::value::{Lazy, LazyId};
+use magnus::{prelude::*, Error, Exception, ExceptionClass, RClass, RObject, Ruby, Value};
+use std::ffi::CStr;
+
+/// `SocketError`.
+static SOCKET_ERROR: Lazy<ExceptionClass> = Lazy::new(|ruby| {
+    ruby.class_object()
+        .const_get("SocketError")
+        .expect("require \"socket\" defines SocketError")
+});
+
+/// `Socket::ResolutionError` where the Ruby has it (3.3+), else nil.
+static RESOLUTION_ERROR: Lazy<Value> = Lazy::new(|ruby| {
+    let socket: RClass = ruby
+        .class_object()
+        .const_get("Socket")
+        .expect("require \"socket\" defines Socket");
+    let defined: bool = socket
+        .funcall("const_defined?", ("ResolutionError", false))
+        .unwrap_or(false);
+    if defined {
+        socket
+            .const_get("ResolutionError")
+            .expect("a defined constant")
+    } else {
+        ruby.qnil().as_value()
+    }
+});
+
+/// Where MRI keeps a `Socket::ResolutionError`'s code: an instance variable without "@"
+/// (invisible to Ruby code) that `#error_code` reads.
+static ERROR_CODE: LazyId = LazyId::new("error_code");
+
+const USER_TIMEOUT: &CStr = raw::cstr(b"user specified timeout\0");
+const NO_THREAD: &CStr =
+    raw::cstr(b"igai could not start a lookup thread, and none is running to take the lookup\0");
+const GETADDRINFO: &CStr = raw::cstr(b"getaddrinfo\0");
+const GETNAMEINFO: &CStr = raw::cstr(b"getnameinfo\0");
+
+/// Sets the lazy statics above while the extension loads (in the main Ractor): see
+/// `args::load_statics` for why.
+pub fn load_statics(ruby: &Ruby) {
+    ruby.get_inner(&SOCKET_ERROR);
+    ruby.get_inner(&RESOLUTION_ERROR);
+    LazyId::force(&ERROR_CODE, ruby);
+}
+
+/// `SocketError`, the class of igai's own argument errors that MRI raises as such.
+pub fn socket_error(ruby: &Ruby) -> ExceptionClass {
+    ruby.get_inner(&SOCKET_ERROR)
+}
 
 /// The exception for a failed lookup, as MRI raises it: "newline at the end of hostname" for
 /// a host ending in "\n"; the `Errno` class of `errno` for `EAI_SYSTEM`; otherwise
 /// `Socket::ResolutionError` with `#error_code` where the Ruby has it (3.3+), else
 /// `SocketError`, with the message "getaddrinfo: <gai_strerror>".
 pub fn lookup_error(ruby: &Ruby, error: LookupError, host_ends_in_newline: bool) -> Error {
-    let reason = match error.call {
-        Call::GetAddrInfo => "getaddrinfo",
-        Call::GetNameInfo => "getnameinfo",
-    };
     if error.call == Call::GetAddrInfo && host_ends_in_newline {
-        return match socket_error(ruby) {
-            Ok(class) => Error::new(class, "newline at the end of hostname"),
-            Err(e) => e,
-        };
+        return Error::new(socket_error(ruby), "newline at the end of hostname");
     }
     if error.code == libc::EAI_SYSTEM && error.errno != 0 {
-        return system_error(error.errno, reason);
+        let call = match error.call {
+            Call::GetAddrInfo => GETADDRINFO,
+            Call::GetNameInfo => GETNAMEINFO,
+        };
+        return system_error(error.errno, call);
     }
-    resolution_error(ruby, reason, error.code).unwrap_or_else(|e| e)
+    match resolution_error(ruby, error) {
+        Ok(exception) => exception.into(),
+        Err(raised) => raised,
+    }
 }
 
 /// `Igai::Native.resolution_error(code)`: the exception `Socket.getaddrinfo` raises when
 /// getaddrinfo(3) fails with `code` (an `EAI_*` value), built but not raised. igai/replace
 /// raises it for `Socket::EAI_AGAIN` when its process-wide limit runs out.
 pub fn resolution_error_for(ruby: &Ruby, code: i32) -> Result<Exception, Error> {
-    let error = resolution_error(ruby, "getaddrinfo", code)?;
-    match error.error_type() {
-        ErrorType::Exception(exception) => Ok(*exception),
-        _ => Err(error),
-    }
+    let error = LookupError {
+        call: Call::GetAddrInfo,
+        code,
+        errno: 0,
+    };
+    resolution_error(ruby, error)
 }
 
-fn resolution_error(ruby: &Ruby, reason: &str, code: i32) -> Result<Error, Error> {
-    // SAFETY: gai_strerror returns a pointer to a static NUL-terminated message.
-    let text = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }.to_string_lossy();
-    let message = format!("{reason}: {text}");
-    let socket: RClass = ruby.class_object().const_get("Socket")?;
-    let defined: bool = socket.funcall("const_defined?", ("ResolutionError", false))?;
-    if !defined {
-        let exception: Exception = socket_error(ruby)?.new_instance((message,))?;
-        return Ok(exception.into());
-    }
-    let class: ExceptionClass = socket.const_get("ResolutionError")?;
-    let exception: Exception = class.new_instance((message,))?;
-    // MRI keeps the code in an instance variable without "@" (invisible to Ruby code) that
-    // `#error_code` reads; only the C API can set such a variable.
-    let name = CString::new("error_code").expect("no NUL");
-    // SAFETY: GVL held; `exception` is a live object; rb_intern takes a NUL-terminated name.
-    unsafe {
-        rb_sys::rb_ivar_set(
-            exception.as_raw(),
-            rb_sys::rb_intern(name.as_ptr()),
-            rb_sys::rb_int2inum(code as isize),
-        );
-    }
-    Ok(exception.into())
+/// The exception for `error`, built but not raised: `Socket::ResolutionError` with
+/// `#error_code` where the Ruby has it (3.3+), else `SocketError`; message "getaddrinfo:
+/// <gai_strerror>". An `Err` is what Ruby raised while building it.
+fn resolution_error(ruby: &Ruby, error: LookupError) -> Result<Exception, Error> {
+    let Some(class) = ExceptionClass::from_value(ruby.get_inner(&RESOLUTION_ERROR)) else {
+        return socket_error(ruby).new_instance((error.to_string(),));
+    };
+    let exception: Exception = class.new_instance((error.to_string(),))?;
+    let object = RObject::from_value(exception.as_value()).expect("exceptions are T_OBJECT");
+    object.ivar_set(*ERROR_CODE, error.code)?;
+    Ok(exception)
 }
 
 /// `Errno::ETIMEDOUT` "user specified timeout", as MRI raises for `timeout:`.
 pub fn user_timeout() -> Error {
-    system_error(libc::ETIMEDOUT, "user specified timeout")
+    system_error(libc::ETIMEDOUT, USER_TIMEOUT)
 }
 
 /// The `Errno` exception for a thread that could not be started while none is running.
-pub fn no_thread(error: &std::io::Error) -> Error {
-    system_error(
-        error.raw_os_error().unwrap_or(libc::EAGAIN),
-        "igai could not start a lookup thread, and none is running to take the lookup",
-    )
+pub fn no_thread(errno: Option<i32>) -> Error {
+    system_error(errno.unwrap_or(libc::EAGAIN), NO_THREAD)
 }
 
 /// A bug in igai: a lookup thread panicked. Reported, never hidden as a resolution failure.
@@ -86,15 +127,17 @@ pub fn panicked(ruby: &Ruby) -> Error {
     )
 }
 
-/// `SystemCallError.new(reason, errno)`: the right `Errno::*` class, message "<strerror> - reason".
-fn system_error(errno: i32, reason: &str) -> Error {
-    let reason = CString::new(reason).expect("reasons have no NUL");
-    // SAFETY: GVL held; rb_syserr_new builds (does not raise) an exception from a
-    // NUL-terminated message.
-    let raw = unsafe { rb_sys::rb_syserr_new(errno, reason.as_ptr()) };
-    // SAFETY: `raw` is the live exception just created.
-    let value = unsafe { Value::from_raw(raw) };
-    Exception::from_value(value)
-        .expect("rb_syserr_new returns an exception")
-        .into()
+/// MRI's `rb_syserr_new(errno, reason)`: an instance of the right `Errno::*` class (made with
+/// that class's `new`, as MRI does), message "<strerror> - reason".
+fn system_error(errno: i32, reason: &'static CStr) -> Error {
+    raw::protected(|| {
+        // SAFETY: GVL held; rb_syserr_new builds an exception from a static NUL-terminated
+        // message. It runs Ruby code that may raise: we are under protect, and this closure
+        // owns nothing.
+        let raw = unsafe { rb_sys::rb_syserr_new(errno, reason.as_ptr()) };
+        // SAFETY: `raw` is the live exception just created.
+        let value = unsafe { Value::from_raw(raw) };
+        Ok(Exception::from_value(value).expect("rb_syserr_new returns an exception"))
+    })
+    .map_or_else(|raised| raised, Error::from)
 }

@@ -1,18 +1,29 @@
-//! `Igai::Native.getnameinfo`, behind `Socket.interruptible_getnameinfo` (lib/igai.rb).
+//! `Socket.interruptible_getnameinfo`.
 
-use crate::{args, errors, resolve};
-use igai_core::lookup::AddrQuery;
+use crate::{args, constants, errors, raw, resolve};
+use igai_core::addrinfo::AddrQuery;
 use igai_core::nameinfo::{NameQuery, SOCKADDR_BUFFER};
 use magnus::rb_sys::{protect, AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, RArray, RString, Ruby, Value};
 use std::ffi::CStr;
 use std::time::Instant;
 
+/// `Socket.interruptible_getnameinfo(sockaddr, flags = 0, timeout: nil)` (see
+/// [`crate::getaddrinfo::interruptible_getaddrinfo`] for why it is defined natively).
+pub fn interruptible_getnameinfo(ruby: &Ruby, args: &[Value]) -> Result<RArray, Error> {
+    let (given, timeout) = args::positional_and_timeout(args, 1, 2)?;
+    let flags = given
+        .get(1)
+        .copied()
+        .unwrap_or_else(|| ruby.qnil().as_value());
+    getnameinfo(ruby, given[0], flags, timeout)
+}
+
 /// Finds names like `Socket.getnameinfo(sockaddr, flags)`, interruptibly, giving up with
 /// `Errno::ETIMEDOUT` after `timeout` seconds (nil: no limit). `sockaddr` is a packed
 /// sockaddr String, an Addrinfo, or a `[family, port, host]` / `[family, port, host,
 /// address]` Array (whose host is resolved first, as MRI does). Returns `[host, service]`.
-pub fn getnameinfo(
+fn getnameinfo(
     ruby: &Ruby,
     sockaddr: Value,
     flags: Value,
@@ -23,7 +34,7 @@ pub fn getnameinfo(
     } else {
         args::num_to_int(flags)?
     };
-    let deadline = args::timeout(ruby, timeout)?.map(|limit| Instant::now() + limit);
+    let deadline = args::deadline(args::timeout(ruby, timeout)?);
     let addresses = match sockaddr_string(sockaddr)? {
         Some(packed) => {
             if packed.len() > SOCKADDR_BUFFER {
@@ -43,26 +54,34 @@ pub fn getnameinfo(
             flags,
         };
         let answer = resolve::names(ruby, query, deadline)?;
-        let (host, service) = match resolve::name_outcome(&answer) {
-            Ok((host, service)) => (host.as_bytes().to_vec(), service.as_bytes().to_vec()),
-            Err(error) => return Err(errors::lookup_error(ruby, *error, false)),
+        let outcome = match resolve::name_outcome(&answer) {
+            Ok((host, service)) => Ok((host.as_bytes().to_vec(), service.as_bytes().to_vec())),
+            Err(error) => Err(*error),
+        };
+        drop(answer); // before building any exception (see errors.rs)
+        let (host, service) = match outcome {
+            Ok(names) => names,
+            Err(error) => return Err(errors::lookup_error(ruby, error, false)),
         };
         match &found {
             None => found = Some((host, service)),
             Some(first) if *first == (host.clone(), service.clone()) => {}
             Some(_) => {
                 return Err(Error::new(
-                    args::socket_error(ruby)?,
+                    errors::socket_error(ruby),
                     "sockaddr resolved to multiple nodename",
                 ))
             }
         }
     }
     let (host, service) = found.expect("at least one address");
-    let pair = ruby.ary_new_capa(2);
-    pair.push(ruby.str_from_slice(&host))?;
-    pair.push(ruby.str_from_slice(&service))?;
-    Ok(pair)
+    // Under protect: a raise while building the strings must not skip dropping the names.
+    raw::protected(|| {
+        let pair = ruby.ary_new_capa(2);
+        pair.push(ruby.str_from_slice(&host))?;
+        pair.push(ruby.str_from_slice(&service))?;
+        Ok(pair)
+    })
 }
 
 /// MRI's `rb_check_sockaddr_string_type`: an Addrinfo's `to_sockaddr`, or anything
@@ -128,7 +147,7 @@ fn resolve_array(
             ))
         }
     };
-    let mut hints = igai_core::lookup::Hints {
+    let mut hints = igai_core::addrinfo::Hints {
         flags: hints_flags,
         socktype: if flags & libc::NI_DGRAM != 0 {
             libc::SOCK_DGRAM
@@ -139,7 +158,7 @@ fn resolve_array(
     };
     let family: Value = family;
     if !family.is_nil() {
-        hints.family = args::family(ruby, family)?;
+        hints.family = constants::family(ruby, family)?;
     }
     let host_name = args::host(ruby, host, &mut hints.flags)?;
     let service = args::service(ruby, port, &mut hints.flags)?;
@@ -153,8 +172,10 @@ fn resolve_array(
         reverse: false,
     };
     let answer = resolve::addresses(ruby, host, query, deadline)?;
-    match resolve::address_outcome(&answer) {
-        Ok(entries) => Ok(entries.iter().map(|entry| entry.sockaddr.clone()).collect()),
-        Err(error) => Err(errors::lookup_error(ruby, *error, ends_in_newline)),
-    }
+    let error = match resolve::address_outcome(&answer) {
+        Ok(entries) => return Ok(entries.iter().map(|entry| entry.sockaddr.clone()).collect()),
+        Err(error) => *error,
+    };
+    drop(answer); // before building the exception (see errors.rs)
+    Err(errors::lookup_error(ruby, error, ends_in_newline))
 }

@@ -36,7 +36,7 @@ where
         result: None,
     };
     let data = &mut blocking as *mut Blocking<F, R> as *mut c_void;
-    protect(|| {
+    let released = protect(|| {
         // SAFETY: we hold the GVL (we were called from Ruby). `data` points at `blocking`,
         // which outlives the call; `run_blocking::<F, R>` casts it back to that very type.
         // `waker.into_raw()` is a pointer to a never-freed wake cell, valid whenever
@@ -51,11 +51,50 @@ where
             );
         }
         rb_sys::Qnil as rb_sys::VALUE
-    })?;
+    });
+    if let Err(error) = released {
+        reset_async_safe_flag();
+        return Err(error);
+    }
     match blocking.result {
         Some(Ok(value)) => Ok(Some(value)),
         Some(Err(panic)) => resume_unwind(panic),
         None => Ok(None),
+    }
+}
+
+/// Clears MRI's `vm->ubf_async_safe` after `rb_nogvl` raised.
+///
+/// For the main thread, when it is the only thread, `rb_nogvl` with `RB_NOGVL_UBF_ASYNC_SAFE`
+/// sets `vm->ubf_async_safe` *before* its blocking region and clears it after. But entering
+/// the region runs pending interrupts first (`unblock_function_set` calls
+/// `RUBY_VM_CHECK_INTS` unless `RB_NOGVL_INTR_FAIL` is given), and an interrupt already pending
+/// then raises out of `rb_nogvl` with the flag still set (MRI 3.1 to 3.4 alike). While it stays
+/// set, MRI's signal handler calls whatever unblocking function the main thread has registered
+/// from inside the handler, including MRI's own ones that take locks and are not
+/// async-signal-safe (`sleep`'s, an IO wait's), until the next `rb_nogvl` completes.
+///
+/// A second `rb_nogvl` with `RB_NOGVL_INTR_FAIL` and no unblocking function is harmless and
+/// clears the flag: it sets nothing (no unblocking function), it does not run interrupts (it
+/// skips its empty region if one is pending, and `INTR_FAIL` also skips the check after it),
+/// so it cannot raise, and its unconditional `vm->ubf_async_safe = 0` for the main thread runs.
+/// It only costs a GVL release on the error path; we cannot tell whether the raise came before
+/// or after the region, and after it the flag is already clear, so this is also harmless.
+fn reset_async_safe_flag() {
+    extern "C" fn nothing(_: *mut c_void) -> *mut c_void {
+        std::ptr::null_mut()
+    }
+    // SAFETY: GVL held (we are back from rb_nogvl's raise, under our caller's Ruby call);
+    // `nothing` touches no data; with RB_NOGVL_INTR_FAIL rb_nogvl runs no interrupts, so it
+    // returns normally.
+    unsafe {
+        rb_sys::rb_nogvl(
+            Some(nothing),
+            std::ptr::null_mut(),
+            None,
+            std::ptr::null_mut(),
+            rb_sys::RB_NOGVL_INTR_FAIL as i32,
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::args;
 use igai_core::resolver;
-use magnus::{Error, RHash, Ruby, Value};
+use magnus::{value::ReprValue, Error, RHash, Ruby, Value};
 
 /// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
 /// stuck_zones:, waiting_for_zone:}` for this process (a forked child starts from zero).
@@ -42,7 +42,9 @@ pub fn max_workers() -> usize {
     resolver::max_workers()
 }
 
-/// `Igai.max_workers = n`: an Integer of at least 1.
+/// `Igai.max_workers = n`: an Integer of at least 1 that fits a C `int` (Ruby's `NUM2INT`:
+/// TypeError for nil or a String, RangeError beyond 2**31 - 1 or for Infinity/NaN; a Float
+/// is truncated); ArgumentError below 1.
 pub fn set_max_workers(ruby: &Ruby, value: Value) -> Result<Value, Error> {
     let count = args::num_to_int(value)?;
     if count < 1 {
@@ -78,8 +80,16 @@ pub fn idle_timeout() -> f64 {
     resolver::idle_timeout().as_secs_f64()
 }
 
-/// `Igai.idle_timeout = seconds`: a non-negative number.
+/// `Igai.idle_timeout = seconds`: a non-negative number, with the errors of `sleep` (see
+/// [`args::timeout`]); longer than [`args::LONGEST_INTERVAL`] (about 136 years) is clamped
+/// to it. nil is a TypeError, as for `sleep`.
 pub fn set_idle_timeout(ruby: &Ruby, value: Value) -> Result<Value, Error> {
+    if value.is_nil() {
+        return Err(Error::new(
+            ruby.exception_type_error(),
+            "can't convert NilClass into time interval",
+        ));
+    }
     let interval = args::timeout(ruby, value)?.unwrap_or_default();
     resolver::set_idle_timeout(interval);
     Ok(value)

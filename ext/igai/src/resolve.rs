@@ -2,11 +2,11 @@
 //! resolves addresses, otherwise on the worker pool while the caller waits without the GVL.
 
 use crate::{args, errors, nogvl};
-use igai_core::lookup::{AddrQuery, Call, LookupError, Outcome};
+use igai_core::addrinfo::{AddrQuery, Call, LookupError, Outcome};
 use igai_core::nameinfo::{NameOutcome, NameQuery};
-use igai_core::pool::WaitEnd;
+use igai_core::pool::{Ticket, WaitEnd};
 use igai_core::query::{Answer, Query};
-use igai_core::resolver::resolver;
+use igai_core::resolver::{self, resolver};
 use magnus::rb_sys::FromRawValue;
 use magnus::{prelude::*, Error, RArray, Ruby, Value};
 use std::sync::Arc;
@@ -114,19 +114,72 @@ fn through_scheduler(
 }
 
 /// Hands `query` to the pool and waits with the GVL released. An interrupt that raises ends
-/// the wait (the `?` drops the ticket: a queued lookup is withdrawn, a running one abandoned);
+/// the wait (the ticket is dropped: a queued lookup is withdrawn, a running one abandoned);
 /// one that does not (a trap handler that returned) sends us back to the same lookup.
+///
+/// A trap handler may also call `fork` while we wait; the child then comes back here holding
+/// a ticket of the parent's pool, whose workers it does not have and whose mutex a parent
+/// worker may have held at the fork. So after every wait we compare the fork generation:
+/// in a new process the ticket is forgotten, never dropped (its `Drop` would lock the
+/// parent's mutex), and the query goes to this process's own pool.
 fn in_pool(ruby: &Ruby, query: Query, deadline: Option<Instant>) -> Result<Arc<Answer>, Error> {
-    let mut ticket = resolver().submit(query);
+    loop {
+        let generation = resolver::generation();
+        // Kept for a resubmission after a fork: the pool owns the submitted copy.
+        let mut ticket = resolver().submit(query.clone());
+        let waited = wait(&mut ticket, deadline, generation);
+        if resolver::generation() != generation {
+            std::mem::forget(ticket);
+            match waited {
+                Ok(WaitEnd::Done(outcome)) => return Ok(outcome),
+                Err(error) => return Err(error),
+                Ok(_) => continue, // submit again, to this process's pool
+            }
+        }
+        // Dropped before any exception is built (building one runs Ruby code, which may raise
+        // past this frame), so that a queued lookup is always withdrawn.
+        drop(ticket);
+        return match waited? {
+            WaitEnd::Done(outcome) => Ok(outcome),
+            WaitEnd::TimedOut => Err(errors::user_timeout()),
+            WaitEnd::NoThread(error) => Err(errors::no_thread(error.raw_os_error())),
+            WaitEnd::Panicked => Err(errors::panicked(ruby)),
+            WaitEnd::Interrupted => unreachable!("interrupted waits end only in a forked child"),
+        };
+    }
+}
+
+/// Waits on `ticket` without the GVL until its wait ends for good, resuming after interrupts
+/// that did not raise; returns early (with [`WaitEnd::Interrupted`] or whatever ended the
+/// wait) once the process is no longer of fork generation `generation`.
+fn wait(
+    ticket: &mut Ticket<Query, Answer>,
+    deadline: Option<Instant>,
+    generation: usize,
+) -> Result<WaitEnd<Answer>, Error> {
     loop {
         ticket.rearm();
         let waker = ticket.waker();
-        match nogvl::without_gvl(|| ticket.wait(deadline), waker)? {
-            Some(WaitEnd::Done(outcome)) => return Ok(outcome),
+        // A trap handler can also run (and fork) inside rb_nogvl *before* its blocking
+        // region, when the signal is already pending: the child then arrives here, in the
+        // closure, so the closure checks the generation too before it touches the pool.
+        let here = || resolver::generation() == generation;
+        let end = nogvl::without_gvl(
+            || {
+                if here() {
+                    ticket.wait(deadline)
+                } else {
+                    WaitEnd::Interrupted
+                }
+            },
+            waker,
+        )?;
+        if !here() {
+            return Ok(end.unwrap_or(WaitEnd::Interrupted));
+        }
+        match end {
             Some(WaitEnd::Interrupted) | None => continue,
-            Some(WaitEnd::TimedOut) => return Err(errors::user_timeout()),
-            Some(WaitEnd::NoThread(error)) => return Err(errors::no_thread(&error)),
-            Some(WaitEnd::Panicked) => return Err(errors::panicked(ruby)),
+            Some(end) => return Ok(end),
         }
     }
 }

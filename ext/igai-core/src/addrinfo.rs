@@ -63,6 +63,37 @@ pub struct LookupError {
     pub errno: c_int,
 }
 
+impl Call {
+    /// The C function's name, as Ruby's messages start: "getaddrinfo" or "getnameinfo".
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::GetAddrInfo => "getaddrinfo",
+            Call::GetNameInfo => "getnameinfo",
+        }
+    }
+}
+
+impl LookupError {
+    /// `gai_strerror(code)`: the C library's text for the code.
+    pub fn reason(&self) -> String {
+        // SAFETY: gai_strerror returns a pointer to a static NUL-terminated message for any
+        // code (a generic one for codes it does not know).
+        unsafe { CStr::from_ptr(libc::gai_strerror(self.code)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// "getaddrinfo: Name or service not known": the call and its reason, as Ruby's
+/// `SocketError` messages read (for `EAI_SYSTEM` Ruby raises the `Errno` of `errno` instead).
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.call.name(), self.reason())
+    }
+}
+
+impl std::error::Error for LookupError {}
+
 /// What a lookup produces.
 pub type Outcome = Result<Vec<AddrEntry>, LookupError>;
 
@@ -381,6 +412,26 @@ mod tests {
             hints,
             reverse: false,
         }
+    }
+
+    #[test]
+    fn a_lookup_error_reads_like_rubys_message_and_is_an_error() {
+        let error = LookupError {
+            call: Call::GetAddrInfo,
+            code: libc::EAI_NONAME,
+            errno: 0,
+        };
+        // SAFETY: gai_strerror returns a static NUL-terminated message.
+        let text = unsafe { CStr::from_ptr(libc::gai_strerror(libc::EAI_NONAME)) };
+        assert_eq!(
+            error.to_string(),
+            format!("getaddrinfo: {}", text.to_str().unwrap())
+        );
+        let boxed: Box<dyn std::error::Error> = Box::new(LookupError {
+            call: Call::GetNameInfo,
+            ..error
+        });
+        assert!(boxed.to_string().starts_with("getnameinfo: "));
     }
 
     #[test]
