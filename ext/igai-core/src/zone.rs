@@ -117,7 +117,7 @@ fn of_v6(address: Ipv6Addr) -> String {
 /// The reverse zone of the address in raw `struct sockaddr` bytes, or `None` when they hold
 /// no IPv4 or IPv6 address.
 pub fn of_sockaddr(sockaddr: &[u8]) -> Option<String> {
-    let family = crate::lookup::family_of_sockaddr(sockaddr);
+    let family = crate::addrinfo::family_of_sockaddr(sockaddr);
     if family == libc::AF_INET && sockaddr.len() >= 8 {
         let octets: [u8; 4] = sockaddr[4..8].try_into().ok()?;
         return Some(of_address(IpAddr::from(octets)));
