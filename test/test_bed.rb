@@ -153,9 +153,11 @@ class TestBed < Minitest::Test
   end
 
   def test_names_are_unique
-    names = Array.new(50) { Bed.stalled_name } + Array.new(50) { Bed.answered_name }
-    assert_equal names.size, names.uniq.size
-    assert(names.all? { |n| n.end_with?(".#{Bed::ZONE}") })
+    stalled = Array.new(50) { Bed.stalled_name }
+    answered = Array.new(50) { Bed.answered_name }
+    assert_equal 100, (stalled + answered).uniq.size
+    assert(stalled.all? { |n| n.end_with?(".#{Bed::STALLED_ZONE}") })
+    assert(answered.all? { |n| n.end_with?(".#{Bed::ZONE}") })
   end
 
   # The server also speaks TCP (used by glibc for truncated replies).

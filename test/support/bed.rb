@@ -19,6 +19,11 @@ require "securerandom"
 module IgaiTest
   module Bed
     ZONE = "igai.test"
+    # Where stalled names live by default: a dead zone of their own beside the healthy ZONE,
+    # as in a real outage. igai holds back new lookups of a zone whose abandoned lookups
+    # reach Igai.max_stuck_per_zone, so stalled names in ZONE would also delay the answered
+    # names of tests that abandon stalled lookups first.
+    STALLED_ZONE = "igai-stalled.test"
 
     # What the DNS server answers for names under ZONE.
     ANSWER_V4 = "127.0.0.1"
@@ -74,8 +79,9 @@ module IgaiTest
       # --- names; each call returns a new, never repeated name ---
 
       # Never answered: getaddrinfo blocks for about resolver_timeout.
-      # Names are in ZONE unless zone: names another the server answers for (zone(label)).
-      def stalled_name(zone: ZONE)
+      # Names are in STALLED_ZONE unless zone: names another the server answers for
+      # (zone(label)).
+      def stalled_name(zone: STALLED_ZONE)
         unique_name("stall", zone)
       end
 
