@@ -42,8 +42,14 @@ module PackageCheck
       took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
     end
     abort format("FAIL: interrupting the stalled lookup took %.2f s", took) if took > 1.0
+
+    # The igai command as `gem install` sets it up (the binstub in GEM_HOME/bin).
+    command = File.join(ENV.fetch("GEM_HOME"), "bin", "igai")
+    out = IO.popen([command, "resolve", "ok-pkg.igai.test", "--family", "inet"], &:read)
+    abort "FAIL: #{command} resolve: #{out.inspect} (#{$?.inspect})" \
+      unless $?.success? && out.start_with?("127.0.0.1 ")
     puts format("PASS: installed gem resolves, loads nothing from the checkout, " \
-                "stalled lookup interrupted after %.2f s", took)
+                "stalled lookup interrupted after %.2f s, igai command works", took)
   RUBY
 
   module_function

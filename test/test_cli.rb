@@ -142,6 +142,20 @@ class TestCLI < Minitest::Test
     end
   end
 
+  # The README's quick start runs exe/igai from a checkout, with no -I and no RUBYLIB, from
+  # wherever the user is: it must find the library beside it.
+  def test_runs_from_a_checkout_without_load_path_options
+    Bed.require!(self)
+    name = Bed.answered_name
+    Dir.mktmpdir do |elsewhere|
+      env = { "RUBYLIB" => nil, "RUBYOPT" => nil }
+      stdout, stderr, status = Open3.capture3(env, RbConfig.ruby, EXE, "resolve", name, "http",
+                                              "--family", "inet", chdir: elsewhere)
+      assert_equal [0, ""], [status.exitstatus, stderr]
+      assert_match(/\A127\.0\.0\.1 +STREAM #{Regexp.escape(name)}$/, stdout)
+    end
+  end
+
   def test_demo_explains_what_to_do_without_namespaces
     Dir.mktmpdir do |empty|
       stdout, stderr, status = igai("demo", env: { "PATH" => empty })

@@ -17,10 +17,10 @@ module IgaiTest
 
     # Runs Ruby code in a child process (inside the same bed) and returns [output, status];
     # yields the pid first when a block is given. Used for tests about signals, fork and
-    # process-wide state, so that the test runner itself stays clean.
-    def run_ruby(code, timeout: 30)
+    # process-wide state, so that the test runner itself stays clean. env: extra environment.
+    def run_ruby(code, timeout: 30, env: {})
       reader, writer = IO.pipe
-      pid = Process.spawn(RbConfig.ruby, "-I", LIB, "-e", code, out: writer, err: writer)
+      pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, "-e", code, out: writer, err: writer)
       writer.close
       yield pid if block_given?
       output = +""

@@ -141,7 +141,9 @@ class TestInterrupts < Minitest::Test
         puts "hits=\#{hits} address=\#{rows.first[3]}"
       RUBY
       output, status = run_ruby(code) do |pid|
-        sleep 0.15
+        # Signals go once the lookup is under way (its handler is then installed), not
+        # after a fixed sleep, which a loaded machine can outlast while the child starts.
+        Bed.wait_for_queries(name, timeout: 10)
         3.times do
           Process.kill(:USR1, pid)
           sleep 0.03

@@ -58,13 +58,19 @@ class TestReplace < Minitest::Test
   end
 
   # Runs code in a child Ruby, after PRELUDE and an assignment of each of names to a local
-  # variable, and returns what it reported.
-  def child(code, **names)
+  # variable, and returns what it reported. env: the child's extra environment.
+  def child(code, env: {}, **names)
     variables = names.map { |variable, value| "#{variable} = #{value.dump}\n" }.join
-    output, status = run_ruby(PRELUDE + variables + code)
+    output, status = run_ruby(PRELUDE + variables + code, env: env)
     assert status.success?, "child failed: #{output}"
     JSON.parse(output.lines.last)
   end
+
+  # What Socket.getaddrinfo raises when the resolver gives up (EAI_AGAIN) on this Ruby.
+  RESOLVER_GAVE_UP = {
+    "error" => Socket.const_defined?(:ResolutionError) ? "Socket::ResolutionError" : "SocketError",
+    "message" => "getaddrinfo: Temporary failure in name resolution"
+  }.freeze
 
   def test_net_http_open_timeout_ends_a_stalled_lookup_with_igai_replace
     result = child(<<~RUBY, name: Bed.stalled_name)
@@ -83,6 +89,35 @@ class TestReplace < Minitest::Test
       report(attempt { Net::HTTP.start(name, 80, nil, open_timeout: 0.3) })
     RUBY
     assert_operator result["seconds"], :>=, Bed.resolver_timeout * 0.9, result.inspect
+  end
+
+  # net-http 0.2 (Ruby 3.1's) opens with Socket.tcp(connect_timeout: open_timeout) and no
+  # Timeout: connect_timeout must bound the lookups too (the host's and the local host's),
+  # ending them as an expired connect ends, while a name that answers still connects.
+  def test_socket_tcp_connect_timeout_bounds_its_lookups
+    names = { name: Bed.answered_name, stalled: Bed.stalled_name, local: Bed.stalled_name }
+    result = child(<<~RUBY, **names)
+      replace_socket_lookups
+      server = TCPServer.new("127.0.0.1", 0) # kept referenced: GC would close it
+      port = server.addr[1]
+      kept = nil
+      report(
+        "stalled" => attempt { Socket.tcp(stalled, 80, connect_timeout: 0.3) },
+        "stalled local" => attempt { Socket.tcp(name, port, local, 0, connect_timeout: 0.3) },
+        "answered" => attempt do
+          Socket.tcp(name, port, connect_timeout: 0.3) { |socket| (kept = socket).remote_address.ip_port }
+        end,
+        "closed after the block" => kept.closed?,
+        "port" => port
+      )
+    RUBY
+    ["stalled", "stalled local"].each do |call|
+      assert_equal ["Errno::ETIMEDOUT", "Connection timed out - user specified timeout"],
+                   result[call].values_at("error", "message"), call
+      assert_operator result[call]["seconds"], :<, 1.0, call
+    end
+    assert_equal result["port"].to_s, result["answered"]["value"], result.inspect
+    assert result["closed after the block"]
   end
 
   def test_http_get_through_a_resolved_name_works_with_igai_replace
@@ -246,6 +281,12 @@ class TestReplace < Minitest::Test
         end,
         "Socket.tcp" => -> { Socket.tcp(name, port) { |socket| socket.remote_address.ip_port } },
         "Socket.tcp refused" => -> { Socket.tcp("localhost", 1) },
+        "Socket.tcp connect_timeout" => lambda do
+          Socket.tcp(name, port, connect_timeout: 5) { |socket| socket.remote_address.ip_port }
+        end,
+        "Socket.tcp connect_timeout refused" => -> { Socket.tcp("localhost", 1, connect_timeout: 5) },
+        "Socket.tcp connect_timeout text" => -> { Socket.tcp("localhost", 1, connect_timeout: "1") },
+        "Socket.tcp keyword" => -> { Socket.tcp("localhost", 1, connect_timeout: 1, bogus: 1) },
         "Socket.getaddrinfo" => -> { Socket.getaddrinfo("localhost", 80, nil, nil, 6, 0, true) },
         "Socket.getaddrinfo flag" => -> { Socket.getaddrinfo("localhost", 80, nil, nil, 0, 0, 1) },
         "Socket.getaddrinfo keyword" => -> { Socket.getaddrinfo("localhost", 80, timeout: 1) },
@@ -272,6 +313,132 @@ class TestReplace < Minitest::Test
     end
   end
 
+  # IGAI_TIMEOUT (Igai.replace!(timeout:)): every lookup routed by replace without a limit of
+  # its own gives up after that long, with the error of a resolver that gave up (EAI_AGAIN).
+  def test_process_wide_limit_ends_lookups_without_a_limit_with_the_resolver_timeout_error
+    result = child(<<~RUBY, env: { "IGAI_TIMEOUT" => "0.3" }, stalled: Bed.stalled_name)
+      replace_socket_lookups
+      lookups = {
+        "Socket.getaddrinfo" => -> { Socket.getaddrinfo(stalled, 80) },
+        "Addrinfo.getaddrinfo" => -> { Addrinfo.getaddrinfo(stalled, 80) },
+        "Addrinfo.tcp" => -> { Addrinfo.tcp(stalled, 80) },
+        "Addrinfo.ip" => -> { Addrinfo.ip(stalled) },
+        "IPSocket.getaddress" => -> { IPSocket.getaddress(stalled) },
+        "TCPSocket.new" => -> { TCPSocket.new(stalled, 80) },
+        "UDPSocket#send" => -> { UDPSocket.new.send("x", 0, stalled, 9) },
+        "Socket.tcp" => -> { Socket.tcp(stalled, 80) },
+        "Socket.tcp longer connect_timeout" => -> { Socket.tcp(stalled, 80, connect_timeout: 5) }
+      }
+      reports = lookups.transform_values do |call|
+        error = nil
+        outcome = attempt { call.call rescue (error = $!; raise) }
+        code = error.error_code if error.respond_to?(:error_code)
+        outcome.merge("cause" => error&.cause.inspect, "right code" => [nil, Socket::EAI_AGAIN].include?(code))
+      end
+      report("limit" => Igai::Replacement.timeout, "lookups" => reports)
+    RUBY
+    assert_equal 0.3, result["limit"]
+    result["lookups"].each do |lookup, outcome|
+      assert_equal RESOLVER_GAVE_UP, outcome.slice("error", "message"), lookup
+      assert_equal ["nil", true], outcome.values_at("cause", "right code"), lookup
+      assert_operator outcome["seconds"], :>=, 0.25, lookup
+      assert_operator outcome["seconds"], :<, 1.0, lookup
+    end
+  end
+
+  # A limit of the lookup's own, shorter or longer, wins over the process-wide one; a
+  # Timeout around it (which replace cannot see) ends it when it is the shorter.
+  def test_own_limits_win_over_the_process_wide_limit
+    names = { stalled: Bed.stalled_name, delayed: Bed.delayed_name(100) }
+    result = child(<<~RUBY, env: { "IGAI_TIMEOUT" => "0.3" }, **names)
+      replace_socket_lookups
+      report(
+        "timeout:" => attempt { Addrinfo.getaddrinfo(stalled, 80, timeout: 0.6) },
+        "resolv_timeout" => attempt { Socket.tcp(stalled, 80, resolv_timeout: 0.6) },
+        "connect_timeout" => attempt { Socket.tcp(stalled, 80, connect_timeout: 0.1) },
+        "Timeout" => attempt { Timeout.timeout(0.1) { Socket.getaddrinfo(stalled, 80) } },
+        "delayed" => attempt { Socket.getaddrinfo(delayed, 80, :INET)[0][3] }
+      )
+    RUBY
+    assert_equal "Errno::ETIMEDOUT", result["timeout:"]["error"]
+    assert_operator result["timeout:"]["seconds"], :>=, 0.55
+    assert_equal "Errno::ETIMEDOUT", result["resolv_timeout"]["error"]
+    assert_operator result["resolv_timeout"]["seconds"], :>=, 0.55
+    assert_equal "Errno::ETIMEDOUT", result["connect_timeout"]["error"]
+    assert_operator result["connect_timeout"]["seconds"], :<, 0.25
+    assert_equal "Timeout::Error", result["Timeout"]["error"]
+    assert_equal "127.0.0.1".inspect, result["delayed"]["value"]
+  end
+
+  # Resolv (excon's resolver) retries a stalled query for up to 75 s per record type; under
+  # the limit a Resolv::DNS without timeouts of its own gives up as it gives up on its own.
+  def test_process_wide_limit_bounds_resolv_dns_without_timeouts_of_its_own
+    names = { stalled: Bed.stalled_name, answered: Bed.answered_name, own: Bed.stalled_name }
+    result = child(<<~RUBY, env: { "IGAI_TIMEOUT" => "0.3" }, **names)
+      replace_socket_lookups
+      dns = Resolv::DNS.new
+      dns.timeouts = 0.6
+      report(
+        "getaddress" => attempt { Resolv.getaddress(stalled) },
+        "answered" => attempt { Resolv.getaddresses(answered) },
+        "own timeouts" => attempt { dns.getaddresses(own) }
+      )
+    RUBY
+    assert_equal ["Resolv::ResolvError", "no address for #{names[:stalled]}"],
+                 result["getaddress"].values_at("error", "message")
+    assert_operator result["getaddress"]["seconds"], :<, 1.0
+    assert_equal ["127.0.0.1"].inspect, result["answered"]["value"]
+    assert_equal "[]", result["own timeouts"]["value"]
+    assert_operator result["own timeouts"]["seconds"], :>=, 0.55
+  end
+
+  # A name that answers is unaffected by the limit: a real request goes through.
+  def test_process_wide_limit_lets_answered_names_connect
+    result = child(<<~RUBY, env: { "IGAI_TIMEOUT" => "0.3" }, name: Bed.answered_name)
+      replace_socket_lookups
+      port = http_server("127.0.0.1")
+      report(attempt { Net::HTTP.start(name, port, nil, open_timeout: 5) { |h| h.get("/").body } })
+    RUBY
+    assert_equal "hello".inspect, result["value"], result.inspect
+  end
+
+  def test_process_wide_limit_is_validated_set_and_cleared
+    result = child(<<~RUBY)
+      require "igai"
+      limits = [-1, 0, Float::NAN, Float::INFINITY, "0.3", :soon, 1i]
+      report(
+        "default" => Igai::Replacement.timeout,
+        "rejected" => limits.map { |limit| attempt { Igai.replace!(timeout: limit) } },
+        "set" => (Igai.replace!(timeout: Rational(1, 2)) && Igai::Replacement.timeout),
+        "kept" => (Igai.replace! || Igai::Replacement.timeout),
+        "cleared" => (Igai.replace!(timeout: nil) || Igai::Replacement.timeout)
+      )
+    RUBY
+    assert_nil result["default"]
+    shown = ["-1", "0", "NaN", "Infinity", '"0.3"', ":soon", "(0+1i)"]
+    assert_equal shown.map { |value| ["ArgumentError", "timeout must be a positive number of seconds, not #{value}"] },
+                 result["rejected"].map { |outcome| outcome.values_at("error", "message") }
+    assert_equal [0.5, 0.5, nil], result.values_at("set", "kept", "cleared")
+  end
+
+  def test_igai_timeout_is_read_when_igai_replace_is_required
+    code = <<~RUBY
+      require "igai/replace"
+      puts Igai::Replacement.timeout.inspect
+    RUBY
+    { "0.25" => "0.25", " 2 " => "2.0", "" => "nil" }.each do |value, expected|
+      output, status = run_ruby(code, env: { "IGAI_TIMEOUT" => value })
+      assert status.success?, output
+      assert_equal expected, output.chomp, value.inspect
+    end
+    %w[-1 0 abc 1s nan].each do |value|
+      output, status = run_ruby(code, env: { "IGAI_TIMEOUT" => value })
+      refute status.success?, value
+      assert_includes output, "IGAI_TIMEOUT must be a positive number of seconds, not " \
+                              "#{value.inspect} (ArgumentError)"
+    end
+  end
+
   def test_replace_patches_once_and_reports_it
     result = child(<<~RUBY)
       require "igai"
@@ -280,7 +447,8 @@ class TestReplace < Minitest::Test
       forced_again = Igai.replace!(force: true)
       require "igai/replace"
       owners = [Socket.method(:getaddrinfo), Addrinfo.method(:tcp), IPSocket.method(:getaddress),
-                TCPSocket.instance_method(:initialize), UDPSocket.instance_method(:send)]
+                TCPSocket.instance_method(:initialize), UDPSocket.instance_method(:send),
+                Socket.method(:tcp), Resolv::DNS.instance_method(:each_address)]
       counts = Igai::Replacement::TARGETS.map { |target, methods| target.ancestors.count(methods) }
       report("results" => [first, again, forced_again], "owners" => owners.map { |m| m.owner.name },
              "counts" => counts)
@@ -288,8 +456,9 @@ class TestReplace < Minitest::Test
     expected_first = !Igai::Replacement.interruptible_already?
     assert_equal [expected_first, false, !expected_first], result["results"]
     assert_equal %w[SocketClassMethods AddrinfoClassMethods IPSocketClassMethods TCPSocketMethods
-                    UDPSocketMethods].map { |name| "Igai::Replacement::#{name}" }, result["owners"]
-    assert_equal [1] * 5, result["counts"]
+                    UDPSocketMethods SocketClassMethods ResolvDNSMethods]
+      .map { |name| "Igai::Replacement::#{name}" }, result["owners"]
+    assert_equal [1] * 6, result["counts"]
   end
 
   # On a Ruby whose own getaddrinfo is interruptible, only force: true patches.

@@ -5,6 +5,15 @@
 # Socket.tcp, TCPSocket.new, UDPSocket#send and the rest then resolve through igai, so that
 # Timeout.timeout, Net::HTTP's open_timeout, Thread#raise and Ctrl-C end stalled lookups.
 # See Igai.replace!, which it calls (and which can force the replacement on other Rubies).
+#
+# IGAI_TIMEOUT=seconds sets the process-wide limit of lookups without a limit of their own
+# (Igai.replace!'s timeout:); unset or empty, there is none.
 require "igai"
 
-Igai.replace!
+limit = ENV.fetch("IGAI_TIMEOUT", "")
+if limit.strip.empty?
+  Igai.replace!
+else
+  seconds = Float(limit, exception: false)
+  Igai.replace!(timeout: Igai::Replacement.positive_seconds(seconds, "IGAI_TIMEOUT", limit))
+end

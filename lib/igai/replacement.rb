@@ -1,7 +1,9 @@
 # frozen_string_literal: true
 
+require "resolv"
 require "socket"
 require_relative "addrinfo"
+require_relative "timeout"
 
 module Igai
   # The opt-in replacement of name resolution in Ruby's socket library: modules that
@@ -13,13 +15,37 @@ module Igai
   # family, socktype, protocol]; a socket is then set up by the original method, given the
   # row's numeric address in place of the host.
   module Replacement
-    # Socket.getaddrinfo.
+    # Socket.getaddrinfo and Socket.tcp.
     module SocketClassMethods
       # Socket.getaddrinfo, interruptible.
       def getaddrinfo(host, service, family = nil, socktype = nil, protocol = nil, flags = nil,
                       reverse_lookup = nil)
-        interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
-                                  reverse_lookup)
+        Replacement.limited(nil) do |limit|
+          interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
+                                    reverse_lookup, timeout: limit)
+        end
+      end
+
+      # Socket.tcp. Given a connect_timeout and no resolv_timeout, its lookups (of the host,
+      # and of the local host if any) together may take no longer than connect_timeout, and
+      # give up, as an expired connect does, with Errno::ETIMEDOUT "user specified timeout"
+      # (net-http 0.2's Net::HTTP turns that into Net::OpenTimeout); each connect attempt
+      # then has connect_timeout of its own, as before. Otherwise it is the original.
+      def tcp(host, port, local_host = nil, local_port = nil, connect_timeout: nil,
+              resolv_timeout: nil, **options)
+        return super unless resolv_timeout.nil? && Replacement.seconds?(connect_timeout)
+
+        socket = Replacement.lookups_within(connect_timeout) do
+          super(host, port, local_host, local_port, connect_timeout: connect_timeout,
+                                                    resolv_timeout: resolv_timeout, **options, &nil)
+        end
+        return socket unless block_given?
+
+        begin
+          yield socket
+        ensure
+          socket.close
+        end
       end
     end
 
@@ -30,23 +56,33 @@ module Igai
       # Addrinfo.getaddrinfo, interruptible, honouring +timeout+ (Errno::ETIMEDOUT).
       def getaddrinfo(nodename, service, family = nil, socktype = nil, protocol = nil,
                       flags = nil, timeout: nil)
-        interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
-                                  timeout: timeout)
+        Replacement.limited(timeout) do |limit|
+          interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
+                                    timeout: limit)
+        end
       end
 
       # Addrinfo.tcp: the first TCP address.
       def tcp(host, port)
-        interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP).first
+        Replacement.limited(nil) do |limit|
+          interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP,
+                                    timeout: limit).first
+        end
       end
 
       # Addrinfo.udp: the first UDP address.
       def udp(host, port)
-        interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP).first
+        Replacement.limited(nil) do |limit|
+          interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP,
+                                    timeout: limit).first
+        end
       end
 
       # Addrinfo.ip: the first address, without socket type or protocol.
       def ip(host)
-        row = Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false).first
+        row = Replacement.limited(nil) do |limit|
+          Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false, timeout: limit).first
+        end
         AddrinfoBuilder.addrinfo(row, inspectname: AddrinfoBuilder.inspectname(host, nil, row),
                                       socktype: 0, protocol: 0)
       end
@@ -118,24 +154,115 @@ module Igai
       end
     end
 
+    # Resolv::DNS#each_address, behind Resolv.each_address, .getaddress and .getaddresses
+    # (which excon uses instead of getaddrinfo). Resolv resolves in Ruby, so Timeout can
+    # already end it, but left alone it retries an unanswered query for up to 75 s per record
+    # type. Under the process-wide limit (Igai.replace!(timeout:)), a Resolv::DNS whose
+    # timeouts were not set gives up after that long, as it does when its own timeouts run
+    # out: with the addresses found so far (none for a stalled name).
+    module ResolvDNSMethods
+      # Resolv::DNS#each_address, within the process-wide limit.
+      def each_address(name, &block)
+        limit = Replacement.timeout
+        # Resolv keeps timeouts set with #timeouts= there: then it has a limit of its own.
+        return super if limit.nil? || @config.instance_variable_get(:@timeouts)
+
+        addresses = []
+        begin
+          Igai::Timeout.timeout(limit) { super(name) { |address| addresses << address } }
+        rescue Igai::Timeout::Error
+          nil # as Resolv gives up: no more addresses
+        end
+        addresses.each(&block)
+      end
+    end
+
     # Where each module goes.
     TARGETS = {
       Socket.singleton_class => SocketClassMethods,
       Addrinfo.singleton_class => AddrinfoClassMethods,
       IPSocket.singleton_class => IPSocketClassMethods,
       TCPSocket => TCPSocketMethods,
-      UDPSocket => UDPSocketMethods
+      UDPSocket => UDPSocketMethods,
+      Resolv::DNS => ResolvDNSMethods
     }.freeze
 
     LOCK = Mutex.new
     private_constant :LOCK
 
+    # Igai.replace!'s default timeout: leave the process-wide limit as it is.
+    NOT_GIVEN = Object.new.freeze
+
     module_function
+
+    # Where Socket.tcp keeps the deadline of its lookups (fiber-local).
+    DEADLINE = :__igai_lookup_deadline
+    private_constant :DEADLINE
 
     # The rows for host and service, found through igai as the socket library looks them up
     # (no flags, numeric addresses).
     def lookup(host, service, family, socktype)
-      Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false)
+      limited(nil) do |limit|
+        Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
+                                         timeout: limit)
+      end
+    end
+
+    @timeout = nil
+
+    class << self
+      # The process-wide limit, in seconds, of lookups without a limit of their own (nil:
+      # none). See Igai.replace!.
+      attr_reader :timeout
+
+      # Sets the process-wide limit: nil (none) or a positive number of seconds.
+      def timeout=(seconds)
+        @timeout = seconds.nil? ? nil : positive_seconds(seconds, "timeout")
+      end
+    end
+
+    # Yields the limit, in seconds or nil, for a lookup whose own limit is +own+ (nil: none):
+    # +own+; or else what is left of the time the running Socket.tcp gave its lookups, or the
+    # process-wide limit, whichever is shorter. When the process-wide limit runs out, the
+    # lookup fails as getaddrinfo(3) fails when the resolver gives up: EAI_AGAIN.
+    def limited(own)
+      return yield(own) unless own.nil?
+
+      deadline = Thread.current[DEADLINE]
+      left = deadline && [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0].max
+      limit = timeout
+      return yield(left) if limit.nil? || (left && left <= limit)
+
+      begin
+        yield limit
+      rescue Errno::ETIMEDOUT
+        raise Igai::Native.resolution_error(Socket::EAI_AGAIN), cause: nil
+      end
+    end
+
+    # Runs the block, in which lookups without a limit of their own may take +seconds+ in all.
+    def lookups_within(seconds)
+      previous = Thread.current[DEADLINE]
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+      Thread.current[DEADLINE] = previous ? [previous, deadline].min : deadline
+      yield
+    ensure
+      Thread.current[DEADLINE] = previous
+    end
+
+    # Whether value is a number of seconds a lookup can be limited to.
+    def seconds?(value)
+      value.is_a?(Numeric) && value.real? && value.to_f.finite? && value >= 0
+    end
+
+    # value as a Float, if it is a finite Numeric above zero; else ArgumentError, naming
+    # +what+ and showing +shown+.
+    def positive_seconds(value, what, shown = value)
+      if value.is_a?(Numeric) && value.real? && value.to_f.finite? && value.positive?
+        return value.to_f
+      end
+
+      raise ArgumentError, "#{what} must be a positive number of seconds, not #{shown.inspect}"
     end
 
     # Yields each address of host and port for a datagram socket of the family of socket, in
@@ -164,7 +291,8 @@ module Igai
     end
 
     # See Igai.replace!.
-    def replace!(force)
+    def replace!(force, timeout)
+      self.timeout = timeout unless NOT_GIVEN.equal?(timeout)
       return false if interruptible_already? && !force
 
       LOCK.synchronize do
@@ -178,13 +306,23 @@ module Igai
   # Makes name resolution in Ruby's socket library interruptible, by routing it through igai:
   # Socket.getaddrinfo; Addrinfo.getaddrinfo, .tcp, .udp and .ip (so also Socket.tcp and
   # Addrinfo.foreach); TCPSocket.new and .open, local host and port included, trying every
-  # address in order; UDPSocket#bind, #connect and #send; IPSocket.getaddress. Net::HTTP's
+  # address in order; UDPSocket#bind, #connect and #send; IPSocket.getaddress. Socket.tcp's
+  # connect_timeout also bounds its lookups when no resolv_timeout is given. Net::HTTP's
   # open_timeout, Timeout.timeout and Ctrl-C then end stalled lookups.
+  #
+  # +timeout+ (seconds; nil: none, the default) limits every lookup so routed that has no
+  # limit of its own (no Timeout, resolv_timeout or connect_timeout around it), for clients
+  # that bound only their connect (excon, through Resolv::DNS; newer dalli): when it runs
+  # out the lookup fails as getaddrinfo(3) fails when the resolver gives up (EAI_AGAIN:
+  # SocketError, or Socket::ResolutionError, "Temporary failure in name resolution"), which
+  # clients already treat as a failed connection. ArgumentError unless it is nil or a
+  # positive number. Not given, the limit stays as it was; `require "igai/replace"` sets it
+  # from IGAI_TIMEOUT.
   #
   # Does so only on Rubies whose Socket.getaddrinfo cannot be interrupted (MRI before 3.3),
   # unless +force+ is true. Returns true if it changed anything, false otherwise (in
   # particular when called again). `require "igai/replace"` calls it.
-  def self.replace!(force: false)
-    Replacement.replace!(force)
+  def self.replace!(force: false, timeout: Replacement::NOT_GIVEN)
+    Replacement.replace!(force, timeout)
   end
 end

@@ -2,6 +2,7 @@
 
 use crate::args::socket_error;
 use igai_core::lookup::{Call, LookupError};
+use magnus::error::ErrorType;
 use magnus::rb_sys::{AsRawValue, FromRawValue};
 use magnus::{prelude::*, Error, Exception, ExceptionClass, RClass, Ruby, Value};
 use std::ffi::{CStr, CString};
@@ -27,6 +28,17 @@ pub fn lookup_error(ruby: &Ruby, error: LookupError, host_ends_in_newline: bool)
     resolution_error(ruby, reason, error.code).unwrap_or_else(|e| e)
 }
 
+/// `Igai::Native.resolution_error(code)`: the exception `Socket.getaddrinfo` raises when
+/// getaddrinfo(3) fails with `code` (an `EAI_*` value), built but not raised. igai/replace
+/// raises it for `Socket::EAI_AGAIN` when its process-wide limit runs out.
+pub fn resolution_error_for(ruby: &Ruby, code: i32) -> Result<Exception, Error> {
+    let error = resolution_error(ruby, "getaddrinfo", code)?;
+    match error.error_type() {
+        ErrorType::Exception(exception) => Ok(*exception),
+        _ => Err(error),
+    }
+}
+
 fn resolution_error(ruby: &Ruby, reason: &str, code: i32) -> Result<Error, Error> {
     // SAFETY: gai_strerror returns a pointer to a static NUL-terminated message.
     let text = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }.to_string_lossy();
@@ -34,7 +46,8 @@ fn resolution_error(ruby: &Ruby, reason: &str, code: i32) -> Result<Error, Error
     let socket: RClass = ruby.class_object().const_get("Socket")?;
     let defined: bool = socket.funcall("const_defined?", ("ResolutionError", false))?;
     if !defined {
-        return Ok(Error::new(socket_error(ruby)?, message));
+        let exception: Exception = socket_error(ruby)?.new_instance((message,))?;
+        return Ok(exception.into());
     }
     let class: ExceptionClass = socket.const_get("ResolutionError")?;
     let exception: Exception = class.new_instance((message,))?;

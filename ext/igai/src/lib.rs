@@ -21,6 +21,10 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let native = igai.define_module("Native")?;
     native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;
     native.define_singleton_method("getnameinfo", function!(getnameinfo::getnameinfo, 3))?;
+    native.define_singleton_method(
+        "resolution_error",
+        function!(errors::resolution_error_for, 1),
+    )?;
     igai.define_singleton_method("stats", function!(pool_api::stats, 0))?;
     igai.define_singleton_method("max_workers", function!(pool_api::max_workers, 0))?;
     igai.define_singleton_method("max_workers=", function!(pool_api::set_max_workers, 1))?;
