@@ -3,6 +3,7 @@
 require "resolv"
 require "socket"
 require_relative "addrinfo"
+require_relative "fast_fallback"
 require_relative "timeout"
 
 module Igai
@@ -30,15 +31,22 @@ module Igai
       # and of the local host if any) together may take no longer than connect_timeout, and
       # give up, as an expired connect does, with Errno::ETIMEDOUT "user specified timeout"
       # (net-http 0.2's Net::HTTP turns that into Net::OpenTimeout); each connect attempt
-      # then has connect_timeout of its own, as before. Otherwise it is the original.
+      # then has connect_timeout of its own, as before. Given a resolv_timeout, that is its
+      # lookups' own limit (MRI 3.4 makes them in threads whose lookups it bounds itself).
+      # Otherwise it is the original.
       def tcp(host, port, local_host = nil, local_port = nil, connect_timeout: nil,
               resolv_timeout: nil, **options)
-        return super unless resolv_timeout.nil? && Replacement.seconds?(connect_timeout)
-
-        socket = Replacement.lookups_within(connect_timeout) do
+        call = lambda do
           super(host, port, local_host, local_port, connect_timeout: connect_timeout,
                                                     resolv_timeout: resolv_timeout, **options, &nil)
         end
+        socket = if !resolv_timeout.nil?
+                   Replacement.own_limit(&call)
+                 elsif Replacement.seconds?(connect_timeout)
+                   Replacement.lookups_within(connect_timeout, &call)
+                 else
+                   return super
+                 end
         return socket unless block_given?
 
         begin
@@ -101,11 +109,25 @@ module Igai
       # Connects like TCPSocket.new: tries the remote addresses in order until one connects,
       # each from the first local address of its family when a local host or port is given
       # (a remote address without one is skipped, unless it is the last and nothing was
-      # tried); fails with the error of the last attempt.
+      # tried); fails with the error of the last attempt. Where MRI (3.4 on) would connect the
+      # Happy Eyeballs way, the lookups are made as it makes them then (FastFallback).
       def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
-        remotes = Replacement.lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
-        unless local_host.nil? && local_port.nil?
-          locals = Replacement.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
+        # A keyword this Ruby does not take: its own ArgumentError, before any lookup.
+        unless (options.keys - FastFallback::KEYWORDS).empty?
+          super
+          return
+        end
+
+        if FastFallback.applies?(remote_host, options)
+          remotes, locals = FastFallback.lookups(remote_host, remote_port, local_host, local_port,
+                                                 options)
+        else
+          # Before 3.4, MRI checks connect_timeout before its lookups.
+          FastFallback.time_interval!(options[:connect_timeout]) unless FastFallback::AVAILABLE
+          remotes = Replacement.lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
+          unless local_host.nil? && local_port.nil?
+            locals = Replacement.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
+          end
         end
         failure = nil
         remotes.each_with_index do |remote, index|
@@ -195,9 +217,12 @@ module Igai
 
     module_function
 
-    # Where Socket.tcp keeps the deadline of its lookups (fiber-local).
+    # Where Socket.tcp keeps the deadline of its lookups: in the fiber's storage (Ruby 3.2
+    # on), which the threads MRI 3.4's Socket.tcp resolves in inherit; before, fiber-local.
     DEADLINE = :__igai_lookup_deadline
     private_constant :DEADLINE
+    FIBER_STORAGE = Fiber.respond_to?(:[])
+    private_constant :FIBER_STORAGE
 
     # The rows for host and service, found through igai as the socket library looks them up
     # (no flags, numeric addresses).
@@ -228,7 +253,9 @@ module Igai
     def limited(own)
       return yield(own) unless own.nil?
 
-      deadline = Thread.current[DEADLINE]
+      deadline = lookup_deadline
+      return yield(nil) if deadline == :own
+
       left = deadline && [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0].max
       limit = timeout
       return yield(left) if limit.nil? || (left && left <= limit)
@@ -241,13 +268,40 @@ module Igai
     end
 
     # Runs the block, in which lookups without a limit of their own may take +seconds+ in all.
+    # MRI 3.4's Socket.tcp resolves in threads and raises again the error one of them raised,
+    # giving the new error that error's message ("Connection timed out - Connection timed out
+    # - user specified timeout"): such an error is raised as the lookup raised it.
     def lookups_within(seconds)
-      previous = Thread.current[DEADLINE]
+      previous = lookup_deadline
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
-      Thread.current[DEADLINE] = previous ? [previous, deadline].min : deadline
+      self.lookup_deadline = previous ? [previous, deadline].min : deadline
+      yield
+    rescue Errno::ETIMEDOUT => e
+      raise unless e.cause.is_a?(Errno::ETIMEDOUT)
+
+      raise e.cause, cause: nil
+    ensure
+      self.lookup_deadline = previous
+    end
+
+    # Runs the block, whose lookups have a limit of their own (that the caller enforces):
+    # the process-wide limit does not apply to them.
+    def own_limit
+      previous = lookup_deadline
+      self.lookup_deadline = :own
       yield
     ensure
-      Thread.current[DEADLINE] = previous
+      self.lookup_deadline = previous
+    end
+
+    # The deadline lookups_within set for this fiber's lookups (and its threads'), :own
+    # inside own_limit, or nil.
+    def lookup_deadline
+      FIBER_STORAGE ? Fiber[DEADLINE] : Thread.current[DEADLINE]
+    end
+
+    def lookup_deadline=(deadline)
+      FIBER_STORAGE ? Fiber[DEADLINE] = deadline : Thread.current[DEADLINE] = deadline
     end
 
     # Whether value is a number of seconds a lookup can be limited to.
