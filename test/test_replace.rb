@@ -93,7 +93,8 @@ class TestReplace < Minitest::Test
 
   # net-http 0.2 (Ruby 3.1's) opens with Socket.tcp(connect_timeout: open_timeout) and no
   # Timeout: connect_timeout must bound the lookups too (the host's and the local host's),
-  # ending them as an expired connect ends, while a name that answers still connects.
+  # ending them as an expired connect ends, while a name that answers still connects. So
+  # must TCPSocket.new's (dalli 3.2 connects with it alone).
   def test_socket_tcp_connect_timeout_bounds_its_lookups
     names = { name: Bed.answered_name, stalled: Bed.stalled_name, local: Bed.stalled_name,
               missing: Bed.nxdomain_name }
@@ -107,6 +108,7 @@ class TestReplace < Minitest::Test
         "original local failure" => local_failure,
         "stalled" => attempt { Socket.tcp(stalled, 80, connect_timeout: 0.3) },
         "stalled local" => attempt { Socket.tcp(name, port, local, 0, connect_timeout: 0.3) },
+        "TCPSocket.new" => attempt { TCPSocket.new(stalled, 80, connect_timeout: 0.3) },
         "answered" => attempt do
           Socket.tcp(name, port, connect_timeout: 0.3) { |socket| (kept = socket).remote_address.ip_port }
         end,
@@ -114,7 +116,7 @@ class TestReplace < Minitest::Test
         "port" => port
       )
     RUBY
-    ["stalled", "stalled local"].each do |call|
+    ["stalled", "stalled local", "TCPSocket.new"].each do |call|
       expected = ["Errno::ETIMEDOUT", "Connection timed out - user specified timeout"]
       # MRI 3.4's own Socket.tcp turns any failed lookup of the local host into NoMethodError
       # (its ensure clause reads a variable set later); the replacement keeps that, in time.

@@ -110,7 +110,8 @@ module Igai
       # each from the first local address of its family when a local host or port is given
       # (a remote address without one is skipped, unless it is the last and nothing was
       # tried); fails with the error of the last attempt. Where MRI (3.4 on) would connect the
-      # Happy Eyeballs way, the lookups are made as it makes them then (FastFallback).
+      # Happy Eyeballs way, the lookups are made as it makes them then (FastFallback). As for
+      # Socket.tcp, a connect_timeout without resolv_timeout also bounds the lookups.
       def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
         # A keyword this Ruby does not take: its own ArgumentError, before any lookup.
         unless (options.keys - FastFallback::KEYWORDS).empty?
@@ -118,17 +119,13 @@ module Igai
           return
         end
 
-        if FastFallback.applies?(remote_host, options)
-          remotes, locals = FastFallback.lookups(remote_host, remote_port, local_host, local_port,
-                                                 options)
-        else
-          # Before 3.4, MRI checks connect_timeout before its lookups.
-          FastFallback.time_interval!(options[:connect_timeout]) unless FastFallback::AVAILABLE
-          remotes = Replacement.lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
-          unless local_host.nil? && local_port.nil?
-            locals = Replacement.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
-          end
-        end
+        lookups = -> { Replacement.tcp_lookups(remote_host, remote_port, local_host, local_port, options) }
+        connect_timeout = options[:connect_timeout]
+        remotes, locals = if options[:resolv_timeout].nil? && Replacement.seconds?(connect_timeout)
+                            Replacement.lookups_within(connect_timeout, &lookups)
+                          else
+                            lookups.call
+                          end
         failure = nil
         remotes.each_with_index do |remote, index|
           if locals
@@ -231,6 +228,19 @@ module Igai
         Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
                                          timeout: limit)
       end
+    end
+
+    # [remote rows, local rows or nil] for TCPSocket.new, looked up as this Ruby does.
+    def tcp_lookups(remote_host, remote_port, local_host, local_port, options)
+      if FastFallback.applies?(remote_host, options)
+        return FastFallback.lookups(remote_host, remote_port, local_host, local_port, options)
+      end
+
+      # Before 3.4, MRI checks connect_timeout before its lookups.
+      FastFallback.time_interval!(options[:connect_timeout]) unless FastFallback::AVAILABLE
+      remotes = lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
+      locals = lookup(local_host, local_port, nil, Socket::SOCK_STREAM) unless local_host.nil? && local_port.nil?
+      [remotes, locals]
     end
 
     @timeout = nil
