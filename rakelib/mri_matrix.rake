@@ -30,6 +30,7 @@ module MriMatrix
   CHECKOUT = File.expand_path("..", __dir__)
   ROOT = File.join(CHECKOUT, ".trixie")
   RECORD = File.join(ROOT, ".igai-root.json")
+  LOCK = File.join(CHECKOUT, "tmp/trixie.lock") # outside the root, which may be made anew
   SUITE = "trixie"
   # Bump when the way the root is made changes: older roots are then made anew.
   LAYOUT = 2
@@ -98,6 +99,15 @@ module MriMatrix
   # Makes the root ready for every Ruby of RUBIES, or leaves it as it is when its record says
   # it already is (and each Ruby is there).
   def prepare
+    FileUtils.mkdir_p(File.dirname(LOCK))
+    # One rake at a time changes the root (test:ruby33 and test:ruby34 may run side by side).
+    File.open(LOCK, File::CREAT | File::RDWR) do |lock|
+      lock.flock(File::LOCK_EX)
+      prepare_locked
+    end
+  end
+
+  def prepare_locked
     want = wanted
     have = recorded
     return if have == want && RUBIES.values.all? { |r| File.executable?(File.join(ROOT, "usr/bin", r[:binary])) }
