@@ -10,14 +10,14 @@
 #     glibc gives up; before 3.3 plain lookups cannot be abandoned at all).
 #
 # Run inside the test bed: `rake bench` (which sets IGAI_BED_RESOLVER_TIMEOUT=5), or
-# `IGAI_BED_RESOLVER_TIMEOUT=5 test/bed/run ruby -Ilib bench/outage.rb`.
+# `IGAI_BED_RESOLVER_TIMEOUT=5 test/bed/run ruby -Ilib bench/stall_costs.rb`.
 
 require "igai"
 require_relative "../test/support/bed"
 require_relative "support"
 
 Bed = IgaiTest::Bed
-abort "bench/outage.rb needs the test bed: #{Bed.unavailable_reason}" unless Bed.available?
+abort "bench/stall_costs.rb needs the test bed: #{Bed.unavailable_reason}" unless Bed.available?
 
 include BenchSupport
 
