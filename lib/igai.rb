@@ -5,7 +5,7 @@ require_relative "igai/version"
 require_relative "igai/timeout"
 require "igai/igai" # the native extension: lib/igai/igai.so, or the installed gem's copy
 require_relative "igai/addrinfo"
-require_relative "igai/replacement"
+require_relative "igai/socket_patches"
 
 # igai makes name resolution interruptible on every MRI.
 #

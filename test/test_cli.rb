@@ -134,7 +134,7 @@ class TestCLI < Minitest::Test
     assert plain && ours, stdout
     assert_operator Float(ours), :<, 1.0
     assert_operator Float(ours), :>=, 0.2
-    if Igai::Replacement.interruptible_already?
+    if Igai::SocketPatches.interruptible_already?
       assert_match(/already interruptible/, stdout)
     else
       assert_operator Float(plain), :>=, 1.0, stdout

@@ -15,6 +15,12 @@ module IgaiTest
 
     LIB = File.expand_path("../lib", __dir__)
 
+    # Well under the bed resolver's own timeout (a stalled lookup lasts it all): a stalled
+    # lookup that ends this early was interrupted.
+    def prompt
+      Bed.resolver_timeout / 2
+    end
+
     # Runs Ruby code in a child process (inside the same bed) and returns [output, status];
     # yields the pid first when a block is given. Used for tests about signals, fork and
     # process-wide state, so that the test runner itself stays clean. env: extra environment.

@@ -13,11 +13,6 @@ class TestInterrupts < Minitest::Test
     Bed.require!(self)
   end
 
-  # Well under the resolver's own timeout: ending this early proves we interrupted.
-  def prompt
-    Bed.resolver_timeout / 2
-  end
-
   [::Timeout, Igai::Timeout].each do |timeout_module|
     label = timeout_module.name.downcase.gsub("::", "_")
 
@@ -95,12 +90,13 @@ class TestInterrupts < Minitest::Test
   end
 
   def test_sigint_raises_interrupt_in_the_main_thread_during_a_stalled_lookup
+    name = Bed.stalled_name
     code = <<~RUBY
       require "igai"
       $stdout.sync = true
       begin
         puts "waiting"
-        Socket.interruptible_getaddrinfo(#{Bed.stalled_name.inspect}, 80)
+        Socket.interruptible_getaddrinfo(#{name.inspect}, 80)
         puts "returned"
       rescue Interrupt
         puts "interrupted"
@@ -108,7 +104,10 @@ class TestInterrupts < Minitest::Test
     RUBY
     took = nil
     output, = run_ruby(code) do |pid|
-      sleep 0.4
+      # Once the lookup is under way (not after a fixed sleep, which a loaded machine can
+      # outlast while the child is still loading igai).
+      Bed.wait_for_queries(name, timeout: 10)
+      sleep 0.1
       Process.kill(:INT, pid)
       took = elapsed { sleep 0.01 while process_alive?(pid) }
     end

@@ -22,6 +22,14 @@ class TestIgaiTimeout < Minitest::Test
     end
   end
 
+  # An exception class whose constructor raises something other than a
+  # StandardError.
+  class BrokenConstructor < StandardError
+    def initialize(*)
+      raise NotImplementedError, "cannot build"
+    end
+  end
+
   # The least Fiber.set_scheduler accepts, plus a recorded timeout_after.
   class RecordingScheduler
     attr_reader :calls
@@ -42,6 +50,14 @@ class TestIgaiTimeout < Minitest::Test
     def close; end
   end
 
+  # One whose timeout_after expires at once, raising as schedulers do.
+  class ExpiringScheduler < RecordingScheduler
+    def timeout_after(duration, exception, message)
+      @calls << [duration, exception, message]
+      raise exception, message
+    end
+  end
+
   # The same, without timeout_after.
   class PlainScheduler < RecordingScheduler
     undef_method :timeout_after
@@ -59,6 +75,15 @@ class TestIgaiTimeout < Minitest::Test
 
   def watchers
     Thread.list.select { |thread| thread.name == WATCHER_NAME }
+  end
+
+  # Runs the block in a non-blocking fiber of a new thread whose Fiber
+  # scheduler is +scheduler+, and returns its value.
+  def with_scheduler(scheduler, &block)
+    Thread.new do
+      Fiber.set_scheduler(scheduler)
+      Fiber.new(&block).resume
+    end.value
   end
 
   # Runs +code+ in a fresh Ruby that has required igai/timeout, so that it is
@@ -260,6 +285,20 @@ class TestIgaiTimeout < Minitest::Test
     assert_equal 1, watchers.size
   end
 
+  def test_klass_whose_constructor_raises_a_non_standard_error_fails_in_the_block_and_spares_the_watcher
+    Igai::Timeout.timeout(1) {} # the watcher exists
+    watcher = watchers.first
+    start = now
+    error = assert_raises(NotImplementedError) do
+      Igai::Timeout.timeout(0.05, BrokenConstructor) { sleep 5 }
+    end
+    assert_equal "cannot build", error.message
+    assert_operator now - start, :<, 3.0
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+    assert_equal [watcher], watchers
+    assert watcher.alive?
+  end
+
   def test_a_shorter_timeout_started_later_is_not_delayed_by_a_longer_one
     long = Thread.new { Igai::Timeout.timeout(30) { sleep 5 } }
     sleep 0.05 # the watcher now sleeps until the long deadline
@@ -352,28 +391,62 @@ class TestIgaiTimeout < Minitest::Test
 
   def test_fiber_scheduler_timeout_after_is_given_the_call
     scheduler = RecordingScheduler.new
-    results = Thread.new do
-      Fiber.set_scheduler(scheduler)
-      Fiber.new do
-        [
-          Igai::Timeout.timeout(2) { |sec| [:default, sec] },
-          Igai::Timeout.timeout(3, Expired, "slow") { |sec| [:klass, sec] }
-        ]
-      end.resume
-    end.value
+    results = with_scheduler(scheduler) do
+      [
+        Igai::Timeout.timeout(2) { |sec| [:default, sec] },
+        Igai::Timeout.timeout(3, Expired, "slow") { |sec| [:klass, sec] }
+      ]
+    end
     assert_equal [[:default, 2], [:klass, 3]], results
-    assert_equal [[2, Igai::Timeout::Error, "execution expired"], [3, Expired, "slow"]], scheduler.calls
+    (default_sec, interruption, default_message), klass_call = scheduler.calls
+    assert_equal [2, "execution expired"], [default_sec, default_message]
+    assert_instance_of Igai::Timeout::ExitException, interruption
+    assert_equal "execution expired", interruption.message
+    assert_equal [3, Expired, "slow"], klass_call
+  end
+
+  def test_fiber_scheduler_raises_its_exit_exception_and_the_caller_gets_error
+    scheduler = ExpiringScheduler.new
+    ran = false
+    error = with_scheduler(scheduler) do
+      Igai::Timeout.timeout(2, nil, "too slow") { ran = true }
+      nil
+    rescue Igai::Timeout::Error => e
+      e
+    end
+    _sec, interruption, message = scheduler.calls.first
+    assert_instance_of Igai::Timeout::ExitException, interruption
+    assert_equal "too slow", message
+    assert_instance_of Igai::Timeout::Error, error
+    assert_equal "too slow", error.message
+    assert_same interruption, error.cause
+    refute ran
+  end
+
+  def test_fiber_scheduler_outer_timeout_passes_through_an_inner_call
+    scheduler = RecordingScheduler.new
+    inner_rescued = false
+    error = with_scheduler(scheduler) do
+      Igai::Timeout.timeout(5, nil, "outer") do |sec|
+        outer = scheduler.calls.last[1]
+        Igai::Timeout.timeout(sec, nil, "inner") { raise outer, "outer" }
+      rescue Igai::Timeout::Error
+        inner_rescued = true
+      end
+    rescue Igai::Timeout::Error => e
+      e
+    end
+    refute inner_rescued
+    assert_instance_of Igai::Timeout::Error, error
+    assert_equal "outer", error.message
   end
 
   def test_fiber_scheduler_without_timeout_after_falls_back_to_the_watcher
-    result = Thread.new do
-      Fiber.set_scheduler(PlainScheduler.new)
-      Fiber.new do
-        Igai::Timeout.timeout(0.05) { busy 5 }
-      rescue Igai::Timeout::Error
-        :expired
-      end.resume
-    end.value
+    result = with_scheduler(PlainScheduler.new) do
+      Igai::Timeout.timeout(0.05) { busy 5 }
+    rescue Igai::Timeout::Error
+      :expired
+    end
     assert_equal :expired, result
   end
 
@@ -520,5 +593,85 @@ class TestIgaiTimeout < Minitest::Test
     end
     assert_equal 0, status.exitstatus
     assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+  end
+
+  # Forks inside a timeout block (as a pre-forking server's worker might), while
+  # another thread waits in a block of its own; the child never calls timeout
+  # again. Returns what the child reported through the pipe.
+  def fork_inside_a_block(sec)
+    parent = Process.pid
+    reader, writer = IO.pipe
+    other = Thread.new { Igai::Timeout.timeout(0.3) { sleep 5 } rescue nil }
+    sleep 0.05 # the watcher now watches the other thread's deadline too
+    start = now
+    begin
+      pid = Igai::Timeout.timeout(sec) do
+        Process.fork || begin
+          sleep 5
+          writer.write("not interrupted")
+        end
+      end
+    rescue Igai::Timeout::Error
+      raise if Process.pid == parent
+
+      live = watchers.select(&:alive?).size
+      writer.write(format("expired %.2f %d", now - start, live))
+    ensure
+      exit!(0) if Process.pid != parent # whatever happened, the child goes no further
+    end
+    writer.close
+    report = nil
+    Thread.new { report = reader.read }.join(20)
+    Process.kill(:KILL, pid) unless report
+    Process.wait(pid)
+    report
+  ensure
+    other&.kill&.join
+    [reader, writer].each { |io| io&.close unless io&.closed? }
+  end
+
+  def test_forked_child_is_interrupted_at_the_deadline_it_inherited
+    skip "no fork on this platform" unless Process.respond_to?(:fork)
+
+    report = fork_inside_a_block(0.5)
+    refute_nil report, "the child hung"
+    word, elapsed, live = report.split
+    assert_equal "expired", word, "the inherited deadline did not fire in the child"
+    assert_operator Float(elapsed), :>=, 0.5
+    assert_operator Float(elapsed), :<, 3.0
+    assert_equal 1, Integer(live), "the child should have one live watcher"
+  end
+
+  def test_daemon_is_interrupted_at_the_deadline_it_inherited
+    skip "no fork or daemon on this platform" unless Process.respond_to?(:fork) && Process.respond_to?(:daemon)
+
+    reader, writer = IO.pipe
+    start = now
+    # Daemonizes a forked child, so that this process stays as it is; the
+    # child exits at once and the daemon (its child) goes on with the block.
+    pid = Process.fork do
+      reader.close
+      begin
+        Igai::Timeout.timeout(0.5) do
+          Process.daemon(true, true)
+          sleep 5
+          writer.write("not interrupted")
+        end
+      rescue Igai::Timeout::Error
+        writer.write(format("expired %.2f", now - start))
+      end
+    ensure
+      exit!(0) # the daemon, too, goes no further
+    end
+    writer.close
+    Process.wait(pid)
+    report = nil
+    Thread.new { report = reader.read }.join(20)
+    refute_nil report, "the daemon hung"
+    word, elapsed = report.split
+    assert_equal "expired", word, "the inherited deadline did not fire in the daemon"
+    assert_operator Float(elapsed), :<, 3.0
+  ensure
+    [reader, writer].each { |io| io&.close unless io&.closed? }
   end
 end

@@ -1,13 +1,12 @@
 # frozen_string_literal: true
 
 require "json"
-require "open3"
 require "optparse"
 require "rbconfig"
 require "socket"
 require "timeout"
-require "tmpdir"
 require "igai"
+require_relative "sandbox"
 
 module Igai
   # The igai command (exe/igai):
@@ -149,10 +148,10 @@ module Igai
       Demo.new(out: @out, err: @err).run
     end
 
-    # igai demo. In a private network and mount namespace (re-executing itself under
-    # unshare(1)), a UDP socket on 127.0.0.1:53 that never answers is the only name server
-    # in a bind-mounted /etc/resolv.conf; there Timeout.timeout(LIMIT) runs against
-    # Socket.getaddrinfo and Socket.interruptible_getaddrinfo, and the times are shown.
+    # igai demo. In an Igai::Sandbox (re-executing itself under unshare(1)), a UDP socket on
+    # 127.0.0.1:53 that never answers is the only name server; there Timeout.timeout(LIMIT)
+    # runs against Socket.getaddrinfo and Socket.interruptible_getaddrinfo, and the times are
+    # shown.
     class Demo
       DESCRIPTION = <<~TEXT
         Starts a name server that never answers, on 127.0.0.1:53 in a private network
@@ -166,47 +165,35 @@ module Igai
       LOOKUPS = %i[getaddrinfo interruptible_getaddrinfo].freeze
       LIMIT = 0.2
       RESOLVER_TIMEOUT = 2
-      RESOLV_CONF = <<~CONF
-        # igai demo: a name server that never answers
-        nameserver 127.0.0.1
-        options timeout:#{RESOLVER_TIMEOUT} attempts:1
-      CONF
-      # Only files and DNS, so that no other resolver (systemd-resolved, mDNS) answers.
-      NSSWITCH_CONF = "hosts: files dns\n"
       LIB = File.expand_path("..", __dir__)
-
-      # A step of the set-up that failed.
-      class SetupError < StandardError; end
 
       def initialize(out:, err:)
         @out = out
         @err = err
       end
 
-      # Runs the demo in new namespaces; returns the exit status.
+      # Runs the demo in a new sandbox; returns the exit status.
       def run
-        unshare = Process.euid.zero? ? %w[unshare --mount --net] : %w[unshare -Urmn]
-        problem = unavailable(unshare)
-        return unavailable!(problem) if problem
+        problem = Sandbox.unavailable
+        return failed!("#{problem}.\n#{Sandbox::ADVICE}") if problem
 
         inside = 'require "igai/cli"; exit Igai::CLI::Demo.new(out: $stdout, err: $stderr).inside'
-        pid = Process.spawn(*unshare, "--", RbConfig.ruby, "-I", LIB, "-e", inside)
+        pid = Process.spawn(*Sandbox.command(RbConfig.ruby, "-I", LIB, "-e", inside))
         Process.wait2(pid).last.exitstatus || 1
       end
 
       # The demo proper, in the namespaces made by #run; returns the exit status.
       def inside
-        return failed!("not in a private network namespace (run `igai demo`)") unless private?
-
-        Dir.mktmpdir("igai-demo-") do |dir|
-          set_up(dir)
+        sandbox = Sandbox.new(resolver_timeout: RESOLVER_TIMEOUT,
+                              comment: "igai demo: a name server that never answers")
+        sandbox.inside do
           server = silent_name_server
           show
         ensure
           server&.close
         end
         0
-      rescue SetupError, SystemCallError => e
+      rescue Sandbox::SetupError, SystemCallError => e
         failed!(e.message)
       rescue Interrupt
         130
@@ -214,55 +201,15 @@ module Igai
 
       private
 
-      # Why unshare cannot make the namespaces, or nil when it can.
-      def unavailable(unshare)
-        output, status = Open3.capture2e(*unshare, "--", "true")
-        return if status.success?
-
-        output.strip.lines.last&.strip || status.inspect
-      rescue SystemCallError => e
-        "cannot run unshare: #{e.message}"
-      end
-
-      def unavailable!(problem)
-        @err.puts "igai demo: cannot create a private network namespace (#{problem}).",
-                  "Run it as root (sudo igai demo), or enable unprivileged user namespaces " \
-                  "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0; " \
-                  "on Ubuntu also kernel.apparmor_restrict_unprivileged_userns=0)."
-        1
-      end
-
       def failed!(message)
         @err.puts "igai demo: #{message}"
         1
       end
 
-      # Whether this is a fresh network namespace: it has the loopback interface only.
-      def private?
-        Socket.getifaddrs.map(&:name).uniq == ["lo"]
-      end
-
-      # Brings the loopback interface up and mounts the demo's resolver files over the
-      # system's (in this mount namespace only).
-      def set_up(dir)
-        run!("ip", "link", "set", "lo", "up")
-        { "/etc/resolv.conf" => RESOLV_CONF, "/etc/nsswitch.conf" => NSSWITCH_CONF }
-          .each do |target, content|
-            source = File.join(dir, File.basename(target))
-            File.write(source, content)
-            run!("mount", "--bind", source, File.realpath(target))
-          end
-      end
-
-      def run!(*command)
-        output, status = Open3.capture2e(*command)
-        raise SetupError, "`#{command.join(' ')}` failed: #{output.strip}" unless status.success?
-      end
-
       # A UDP socket on 127.0.0.1:53 that nobody reads: queries are received and never
       # answered.
       def silent_name_server
-        UDPSocket.new.tap { |socket| socket.bind("127.0.0.1", 53) }
+        UDPSocket.new.tap { |socket| socket.bind(Sandbox::NAMESERVER, 53) }
       end
 
       def show
@@ -294,7 +241,7 @@ module Igai
       end
 
       def note
-        if Replacement.interruptible_already?
+        if SocketPatches.interruptible_already?
           "On Ruby #{RUBY_VERSION} Socket.getaddrinfo is already interruptible (MRI 3.3 and " \
             "later);\nigai brings that to older Rubies."
         else

@@ -4,7 +4,7 @@ require "ipaddr"
 require "socket"
 
 module Igai
-  module Replacement
+  module SocketPatches
     # The lookups of TCPSocket.new as MRI 3.4 makes them when it connects the Happy Eyeballs
     # version 2 way (RFC 8305): by default (fast_fallback:, default Socket.tcp_fast_fallback)
     # whenever the host is a name rather than an address. Compared with the older way, MRI
@@ -60,7 +60,7 @@ module Igai
       # [remote rows in the order to try them, local rows or nil], looked up as MRI 3.4 does.
       def lookups(remote_host, remote_port, local_host, local_port, options)
         locals = unless local_host.nil? && local_port.nil?
-                   Replacement.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
+                   SocketPatches.lookup(local_host, local_port, nil, Socket::SOCK_STREAM)
                  end
         resolv_timeout = options[:resolv_timeout]
         time_interval!(resolv_timeout)
@@ -83,7 +83,7 @@ module Igai
 
       def remote_lookup(host, port, family, flags, resolv_timeout)
         protocol = flags.zero? ? nil : Socket::IPPROTO_TCP
-        Replacement.limited(resolv_timeout) do |limit|
+        SocketPatches.limited(resolv_timeout) do |limit|
           Socket.interruptible_getaddrinfo(host, port, family, Socket::SOCK_STREAM, protocol, flags,
                                            false, timeout: limit)
         end

@@ -15,5 +15,5 @@ if limit.strip.empty?
   Igai.replace!
 else
   seconds = Float(limit, exception: false)
-  Igai.replace!(timeout: Igai::Replacement.positive_seconds(seconds, "IGAI_TIMEOUT", limit))
+  Igai.replace!(timeout: Igai::SocketPatches.positive_seconds(seconds, "IGAI_TIMEOUT", limit))
 end

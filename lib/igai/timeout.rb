@@ -17,6 +17,11 @@ module Igai
   #
   # Every timeout of the process is served by one long-lived watcher thread,
   # so a call costs a small request object and a queue push, not a thread.
+  # On Rubies with Ractor.store_if_absent (3.4 and later) each Ractor has its
+  # own watcher, and timeouts work in any Ractor; elsewhere, as in the timeout
+  # gem, only in the main Ractor (another raises Ractor::IsolationError). (The
+  # gem 0.6.1 keeps per-Ractor state only from Ruby 4.0: it also needs its
+  # clock, a Method object, to be shareable. This port has no such object.)
   #
   # This file is pure Ruby and can be loaded on its own with
   # <tt>require "igai/timeout"</tt>.
@@ -32,7 +37,14 @@ module Igai
     # given. Being an Exception rather than a StandardError, a bare
     # <tt>rescue => e</tt> in the block does not swallow it. It is turned into
     # an Error once it leaves the block.
-    class ExitException < Exception; end
+    class ExitException < Exception
+      # Raising this exception again, even with a message (a Fiber scheduler's
+      # +timeout_after+ does <tt>raise exception, message</tt>), raises this
+      # very object: the timeout call that made it recognises it by identity.
+      def exception(*)
+        self
+      end
+    end
 
     # One timeout being watched: which thread to interrupt, when, and with
     # what.
@@ -40,8 +52,8 @@ module Igai
       # Monotonic time, in seconds, after which the thread is interrupted.
       attr_reader :deadline
 
-      # +exception+ is either an exception instance, raised as is (+message+
-      # is then nil), or an exception class, raised with +message+.
+      # +exception+ is an exception class, raised with +message+, or an
+      # ExitException, raised as is.
       def initialize(thread, deadline, exception, message)
         @thread = thread
         @deadline = deadline
@@ -73,7 +85,9 @@ module Igai
       # has passed at +now+ and the block is still running. Returns true once
       # the request needs no more watching.
       def expire(now)
-        return true if @done
+        # A thread that is gone without finishing its request did not survive
+        # a fork: only the forking thread lives on in the child.
+        return true if @done || !@thread.alive?
         # Written this way round so that a NaN deadline never expires.
         return false unless @deadline <= now
 
@@ -89,21 +103,20 @@ module Igai
       private
 
       def interrupt
-        if @message
-          @thread.raise(@exception, @message)
-        else
-          @thread.raise(@exception)
-        end
-      rescue StandardError => e
-        # The exception could not be built (e.g. +klass+ is not an exception
-        # class): report that to the caller rather than lose the watcher.
+        @thread.raise(@exception, @message)
+      rescue Exception => e
+        # The exception could not be built: +klass+ is not an exception class,
+        # or its constructor raised, whatever it raised. Report that to the
+        # caller rather than lose the watcher.
         @thread.raise(e)
       end
     end
     private_constant :Request
 
     # The watcher: a single thread that sleeps until the earliest deadline
-    # and interrupts the threads whose blocks are still running then.
+    # and interrupts the threads whose blocks are still running then. There is
+    # one per process, or one per Ractor where Ractors can keep their own
+    # (see Watcher.current).
     #
     # Callers push requests onto a Thread::Queue and wake the thread only
     # when it has to change its plans, so that the common case (a block
@@ -118,6 +131,43 @@ module Igai
       # Longest single wait, in seconds: Mutex#sleep rejects timeouts beyond
       # the range of Time, and waking up once an hour costs nothing.
       MAX_WAIT = 3600.0
+
+      if defined?(Ractor.store_if_absent)
+        # Where each Ractor keeps its watcher: a thread can only interrupt
+        # threads of its own Ractor.
+        KEY = :igai_timeout_watcher
+
+        # The watcher of the current Ractor, made on its first use there.
+        # (Ractor.store_if_absent takes a Mutex, which trap handlers may not:
+        # the main Ractor's watcher, which they use, is made as this file
+        # loads; other Ractors run no trap handlers.)
+        def self.current
+          Ractor.store_if_absent(KEY) { new }
+        end
+
+        # The current Ractor's watcher, or nil if it has none yet.
+        def self.existing
+          Ractor[KEY]
+        end
+      else
+        # Before Ruby 3.4 a Ractor cannot safely make state of its own on
+        # first use, so there is one watcher, as in the timeout gem: it is not
+        # shareable, and a non-main Ractor reaching it raises
+        # Ractor::IsolationError.
+        def self.current
+          GLOBAL
+        end
+
+        def self.existing
+          GLOBAL
+        end
+      end
+
+      # In a forked child or a daemon (see ForkHook): resumes watching the
+      # deadlines inherited from the parent.
+      def self.after_fork
+        existing&.after_fork
+      end
 
       def initialize
         @queue = Thread::Queue.new  # requests the thread has not seen yet
@@ -142,6 +192,13 @@ module Igai
         ensure
           request.finish
         end
+      end
+
+      # Only the forking thread lives on in a forked child, and the watcher
+      # thread is gone: start a new one at once if requests were pending, so
+      # that the deadlines of the blocks the child is still in fire on time.
+      def after_fork
+        start unless @pending.empty? && @queue.empty?
       end
 
       private
@@ -189,9 +246,15 @@ module Igai
           thread.name = "Igai::Timeout watcher"
           # The thread serves everyone: it belongs to the default group, not
           # to its first caller's. An enclosed group refuses to let it go.
-          ThreadGroup::Default.add(thread) unless thread.group.enclosed?
+          # (ThreadGroup::Default is the main Ractor's; elsewhere the thread
+          # stays in its creator's group.)
+          ThreadGroup::Default.add(thread) if main_ractor? && !thread.group.enclosed?
           thread
         end
+      end
+
+      def main_ractor?
+        !defined?(Ractor.main?) || Ractor.main?
       end
 
       # The body of the watcher thread.
@@ -237,11 +300,37 @@ module Igai
       ensure
         mutex.unlock if locked
       end
+
+      if defined?(Ractor.store_if_absent)
+        current # the main Ractor's watcher, made now (see Watcher.current)
+      else
+        GLOBAL = new
+        private_constant :GLOBAL
+      end
     end
     private_constant :Watcher
 
-    WATCHER = Watcher.new
-    private_constant :WATCHER
+    # Process._fork, which every fork of a Ruby process goes through (3.1 and
+    # later), and Process.daemon, which forks without it, each followed by
+    # Watcher.after_fork in the new process.
+    module ForkHook
+      # Forks; in the child, carries on watching the inherited deadlines.
+      def _fork
+        pid = super
+        Watcher.after_fork if pid.zero?
+        pid
+      end
+
+      # Daemonizes (returning in the daemon only) and carries on watching the
+      # inherited deadlines there.
+      def daemon(*)
+        result = super
+        Watcher.after_fork
+        result
+      end
+    end
+    private_constant :ForkHook
+    Process.singleton_class.prepend(ForkHook) if Process.respond_to?(:_fork)
 
     # Runs the block and returns its value, or interrupts it if it is still
     # running after +sec+ seconds. The block runs in the calling thread and
@@ -272,27 +361,22 @@ module Igai
     #   end
     #
     # When the current fiber has a scheduler that implements +timeout_after+,
-    # the call is handed over to it.
+    # the call is handed over to it, with +klass+ or else the ExitException it
+    # is to raise.
     #
     # Like any timeout built on Thread#raise, this cannot bound a block that
     # rescues Exception or stalls in its +ensure+ clauses.
-    def timeout(sec, klass = nil, message = nil, &block) # :yield: sec
+    def self.timeout(sec, klass = nil, message = nil, &block) # :yield: sec
       return yield(sec) if sec.nil? || sec.zero?
       # Compared as the timeout gem does, so that odd arguments fail alike.
       raise ArgumentError, "Timeout sec must be a non-negative number" if 0 > sec
 
       message ||= "execution expired"
-
-      scheduler = Fiber.current_scheduler
-      if scheduler.respond_to?(:timeout_after)
-        return scheduler.timeout_after(sec, klass || Error, message, &block)
-      end
-
-      return WATCHER.watch(sec, klass, message, &block) if klass
+      return limit(sec, klass, message, &block) if klass
 
       interruption = ExitException.new(message)
       begin
-        WATCHER.watch(sec, interruption, nil, &block)
+        limit(sec, interruption, message, &block)
       rescue ExitException => e
         # Another (outer) timeout's exception goes on to its own call.
         raise unless e.equal?(interruption)
@@ -300,6 +384,25 @@ module Igai
         raise Error, message
       end
     end
-    module_function :timeout
+
+    # Runs the block, raising +exception+ (a class, or an ExitException) with
+    # +message+ in it after +sec+ seconds: through the current fiber's
+    # scheduler when it implements +timeout_after+, else through the watcher.
+    def self.limit(sec, exception, message, &block)
+      scheduler = Fiber.current_scheduler
+      if scheduler.respond_to?(:timeout_after)
+        scheduler.timeout_after(sec, exception, message, &block)
+      else
+        Watcher.current.watch(sec, exception, message, &block)
+      end
+    end
+    private_class_method :limit
+
+    private
+
+    # Igai::Timeout.timeout, for classes that include Igai::Timeout.
+    def timeout(*args, &block) # :yield: sec
+      Timeout.timeout(*args, &block)
+    end
   end
 end

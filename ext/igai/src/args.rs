@@ -55,6 +55,15 @@ static BASIC_SOCKET: Lazy<RClass> = Lazy::new(|ruby| {
 
 static DO_NOT_REVERSE_LOOKUP: LazyId = LazyId::new("do_not_reverse_lookup");
 
+/// Sets the lazy statics above while the extension loads (in the main Ractor). Their first
+/// use would otherwise call Ruby inside a `std::sync::Once`, and two Ractors doing so at once
+/// could deadlock: one blocked in the Once, where Ruby's GC cannot stop it, while the other
+/// waits inside it for a GC.
+pub fn load_statics(ruby: &Ruby) {
+    ruby.get_inner(&BASIC_SOCKET);
+    LazyId::force(&DO_NOT_REVERSE_LOOKUP, ruby);
+}
+
 /// MRI's `rsock_family_arg`: an address family given as Integer, Symbol or String.
 pub fn family(ruby: &Ruby, family: Value) -> Result<c_int, Error> {
     constant_arg(ruby, family, |n| &n.families, "unknown socket domain")

@@ -1,27 +1,27 @@
 # frozen_string_literal: true
 
-require "resolv"
 require "socket"
 require_relative "addrinfo"
 require_relative "fast_fallback"
 require_relative "timeout"
 
 module Igai
-  # The opt-in replacement of name resolution in Ruby's socket library: modules that
+  # The patches of igai/replace (Igai.replace!), igai's only monkey patch: modules that
   # Igai.replace! prepends to Socket, Addrinfo, IPSocket, TCPSocket and UDPSocket so that they
-  # resolve host names through Socket.interruptible_getaddrinfo. Each keeps the arguments,
-  # results and errors of the method it replaces. Numeric hosts resolve at once as before.
+  # resolve host names through Socket.interruptible_getaddrinfo (and to Resolv::DNS, for the
+  # process-wide limit). Each keeps the arguments, results and errors of the method it
+  # replaces. Numeric hosts resolve at once as before.
   #
   # Lookups give rows of Socket.interruptible_getaddrinfo: [family_name, port, host, address,
   # family, socktype, protocol]; a socket is then set up by the original method, given the
   # row's numeric address in place of the host.
-  module Replacement
+  module SocketPatches
     # Socket.getaddrinfo and Socket.tcp.
     module SocketClassMethods
       # Socket.getaddrinfo, interruptible.
       def getaddrinfo(host, service, family = nil, socktype = nil, protocol = nil, flags = nil,
                       reverse_lookup = nil)
-        Replacement.limited(nil) do |limit|
+        SocketPatches.limited(nil) do |limit|
           interruptible_getaddrinfo(host, service, family, socktype, protocol, flags,
                                     reverse_lookup, timeout: limit)
         end
@@ -41,9 +41,9 @@ module Igai
                                                     resolv_timeout: resolv_timeout, **options, &nil)
         end
         socket = if !resolv_timeout.nil?
-                   Replacement.own_limit(&call)
-                 elsif Replacement.seconds?(connect_timeout)
-                   Replacement.lookups_within(connect_timeout, &call)
+                   SocketPatches.own_limit(&call)
+                 elsif SocketPatches.seconds?(connect_timeout)
+                   SocketPatches.lookups_within(connect_timeout, &call)
                  else
                    return super
                  end
@@ -64,7 +64,7 @@ module Igai
       # Addrinfo.getaddrinfo, interruptible, honouring +timeout+ (Errno::ETIMEDOUT).
       def getaddrinfo(nodename, service, family = nil, socktype = nil, protocol = nil,
                       flags = nil, timeout: nil)
-        Replacement.limited(timeout) do |limit|
+        SocketPatches.limited(timeout) do |limit|
           interruptible_getaddrinfo(nodename, service, family, socktype, protocol, flags,
                                     timeout: limit)
         end
@@ -72,7 +72,7 @@ module Igai
 
       # Addrinfo.tcp: the first TCP address.
       def tcp(host, port)
-        Replacement.limited(nil) do |limit|
+        SocketPatches.limited(nil) do |limit|
           interruptible_getaddrinfo(host, port, nil, :STREAM, Socket::IPPROTO_TCP,
                                     timeout: limit).first
         end
@@ -80,7 +80,7 @@ module Igai
 
       # Addrinfo.udp: the first UDP address.
       def udp(host, port)
-        Replacement.limited(nil) do |limit|
+        SocketPatches.limited(nil) do |limit|
           interruptible_getaddrinfo(host, port, nil, :DGRAM, Socket::IPPROTO_UDP,
                                     timeout: limit).first
         end
@@ -88,7 +88,7 @@ module Igai
 
       # Addrinfo.ip: the first address, without socket type or protocol.
       def ip(host)
-        row = Replacement.limited(nil) do |limit|
+        row = SocketPatches.limited(nil) do |limit|
           Socket.interruptible_getaddrinfo(host, nil, nil, 0, 0, 0, false, timeout: limit).first
         end
         AddrinfoBuilder.addrinfo(row, inspectname: AddrinfoBuilder.inspectname(host, nil, row),
@@ -100,7 +100,7 @@ module Igai
     module IPSocketClassMethods
       # IPSocket.getaddress: the first address, as text.
       def getaddress(host)
-        Replacement.lookup(host, nil, nil, Socket::SOCK_STREAM).first[3]
+        SocketPatches.lookup(host, nil, nil, Socket::SOCK_STREAM).first[3]
       end
     end
 
@@ -109,9 +109,11 @@ module Igai
       # Connects like TCPSocket.new: tries the remote addresses in order until one connects,
       # each from the first local address of its family when a local host or port is given
       # (a remote address without one is skipped, unless it is the last and nothing was
-      # tried); fails with the error of the last attempt. Where MRI (3.4 on) would connect the
-      # Happy Eyeballs way, the lookups are made as it makes them then (FastFallback). As for
-      # Socket.tcp, a connect_timeout without resolv_timeout also bounds the lookups.
+      # tried); fails with the error of the last attempt. As with Socket.tcp, a
+      # resolv_timeout bounds the lookups, and else a connect_timeout does (dalli 3.2 and
+      # later connect with TCPSocket.new(host, port, connect_timeout:)). Where MRI (3.4 on)
+      # would connect the Happy Eyeballs way, the lookups are made as it makes them then
+      # (FastFallback).
       def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
         # A keyword this Ruby does not take: its own ArgumentError, before any lookup.
         unless (options.keys - FastFallback::KEYWORDS).empty?
@@ -119,13 +121,8 @@ module Igai
           return
         end
 
-        lookups = -> { Replacement.tcp_lookups(remote_host, remote_port, local_host, local_port, options) }
-        connect_timeout = options[:connect_timeout]
-        remotes, locals = if options[:resolv_timeout].nil? && Replacement.seconds?(connect_timeout)
-                            Replacement.lookups_within(connect_timeout, &lookups)
-                          else
-                            lookups.call
-                          end
+        remotes, locals = SocketPatches.tcp_lookups(remote_host, remote_port, local_host,
+                                                    local_port, options)
         failure = nil
         remotes.each_with_index do |remote, index|
           if locals
@@ -139,9 +136,9 @@ module Igai
             return super(remote[3], remote_port, *bind_to, **options)
           rescue SystemCallError => e
             failure = if e.message.include?(" bind(2) for ")
-                        Replacement.naming(e, local[3], local_host)
+                        SocketPatches.naming(e, local[3], local_host)
                       else
-                        Replacement.naming(e, remote[3], remote_host)
+                        SocketPatches.naming(e, remote[3], remote_host)
                       end
           end
         end
@@ -153,12 +150,12 @@ module Igai
     module UDPSocketMethods
       # UDPSocket#bind: binds to the first address that works.
       def bind(host, port)
-        Replacement.each_datagram_address(self, host, port) { |address| super(address, port) }
+        SocketPatches.each_datagram_address(self, host, port) { |address| super(address, port) }
       end
 
       # UDPSocket#connect: connects to the first address that works.
       def connect(host, port)
-        Replacement.each_datagram_address(self, host, port) { |address| super(address, port) }
+        SocketPatches.each_datagram_address(self, host, port) { |address| super(address, port) }
       end
 
       # UDPSocket#send: with a host and port, sends to the first address that takes the
@@ -167,7 +164,7 @@ module Igai
         return super unless args.size == 4
 
         mesg, flags, host, port = args
-        Replacement.each_datagram_address(self, host, port) do |address|
+        SocketPatches.each_datagram_address(self, host, port) do |address|
           super(mesg, flags, address, port)
         end
       end
@@ -182,7 +179,7 @@ module Igai
     module ResolvDNSMethods
       # Resolv::DNS#each_address, within the process-wide limit.
       def each_address(name, &block)
-        limit = Replacement.timeout
+        limit = SocketPatches.timeout
         # Resolv keeps timeouts set with #timeouts= there: then it has a limit of its own.
         return super if limit.nil? || @config.instance_variable_get(:@timeouts)
 
@@ -202,8 +199,7 @@ module Igai
       Addrinfo.singleton_class => AddrinfoClassMethods,
       IPSocket.singleton_class => IPSocketClassMethods,
       TCPSocket => TCPSocketMethods,
-      UDPSocket => UDPSocketMethods,
-      Resolv::DNS => ResolvDNSMethods
+      UDPSocket => UDPSocketMethods
     }.freeze
 
     LOCK = Mutex.new
@@ -212,36 +208,13 @@ module Igai
     # Igai.replace!'s default timeout: leave the process-wide limit as it is.
     NOT_GIVEN = Object.new.freeze
 
-    module_function
-
-    # Where Socket.tcp keeps the deadline of its lookups: in the fiber's storage (Ruby 3.2
-    # on), which the threads MRI 3.4's Socket.tcp resolves in inherit; before, fiber-local.
+    # Where Socket.tcp and TCPSocket.new keep the deadline of their lookups: in the fiber's
+    # storage (Ruby 3.2 on), which the threads MRI 3.4's Socket.tcp resolves in inherit;
+    # before, fiber-local.
     DEADLINE = :__igai_lookup_deadline
     private_constant :DEADLINE
     FIBER_STORAGE = Fiber.respond_to?(:[])
     private_constant :FIBER_STORAGE
-
-    # The rows for host and service, found through igai as the socket library looks them up
-    # (no flags, numeric addresses).
-    def lookup(host, service, family, socktype)
-      limited(nil) do |limit|
-        Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
-                                         timeout: limit)
-      end
-    end
-
-    # [remote rows, local rows or nil] for TCPSocket.new, looked up as this Ruby does.
-    def tcp_lookups(remote_host, remote_port, local_host, local_port, options)
-      if FastFallback.applies?(remote_host, options)
-        return FastFallback.lookups(remote_host, remote_port, local_host, local_port, options)
-      end
-
-      # Before 3.4, MRI checks connect_timeout before its lookups.
-      FastFallback.time_interval!(options[:connect_timeout]) unless FastFallback::AVAILABLE
-      remotes = lookup(remote_host, remote_port, nil, Socket::SOCK_STREAM)
-      locals = lookup(local_host, local_port, nil, Socket::SOCK_STREAM) unless local_host.nil? && local_port.nil?
-      [remotes, locals]
-    end
 
     @timeout = nil
 
@@ -253,6 +226,17 @@ module Igai
       # Sets the process-wide limit: nil (none) or a positive number of seconds.
       def timeout=(seconds)
         @timeout = seconds.nil? ? nil : positive_seconds(seconds, "timeout")
+      end
+    end
+
+    module_function
+
+    # The rows for host and service, found through igai as the socket library looks them up
+    # (no flags, numeric addresses).
+    def lookup(host, service, family, socktype)
+      limited(nil) do |limit|
+        Socket.interruptible_getaddrinfo(host, service, family, socktype, nil, nil, false,
+                                         timeout: limit)
       end
     end
 
@@ -284,7 +268,7 @@ module Igai
     def lookups_within(seconds)
       previous = lookup_deadline
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
-      self.lookup_deadline = previous ? [previous, deadline].min : deadline
+      self.lookup_deadline = previous.is_a?(Numeric) ? [previous, deadline].min : deadline
       yield
     rescue Errno::ETIMEDOUT => e
       raise unless e.cause.is_a?(Errno::ETIMEDOUT)
@@ -329,6 +313,36 @@ module Igai
       raise ArgumentError, "#{what} must be a positive number of seconds, not #{shown.inspect}"
     end
 
+    # The rows TCPSocket.new connects to, and those of its local host and port (nil when
+    # neither is given); given its keyword options, the lookups may take resolv_timeout
+    # (Errno::ETIMEDOUT), or else connect_timeout, as with Socket.tcp. Made as MRI makes
+    # them: the Happy Eyeballs way where it would (FastFallback); else remote host first,
+    # and before 3.4 after checking connect_timeout. A resolv_timeout that is not a number
+    # of seconds is ignored there, as MRI then ignores any.
+    def tcp_lookups(remote_host, remote_port, local_host, local_port, options)
+      connect_timeout = options[:connect_timeout]
+      if FastFallback.applies?(remote_host, options)
+        run = -> { FastFallback.lookups(remote_host, remote_port, local_host, local_port, options) }
+        bounded = options[:resolv_timeout].nil? && seconds?(connect_timeout)
+        return bounded ? lookups_within(connect_timeout, &run) : run.call
+      end
+
+      FastFallback.time_interval!(connect_timeout) unless FastFallback::AVAILABLE
+      own = options[:resolv_timeout]
+      own = nil unless seconds?(own)
+      find = lambda do |host, port|
+        limited(own) do |limit|
+          Socket.interruptible_getaddrinfo(host, port, nil, Socket::SOCK_STREAM, nil, nil, false,
+                                           timeout: limit)
+        end
+      end
+      run = lambda do
+        [find.call(remote_host, remote_port),
+         (find.call(local_host, local_port) unless local_host.nil? && local_port.nil?)]
+      end
+      own.nil? && seconds?(connect_timeout) ? lookups_within(connect_timeout, &run) : run.call
+    end
+
     # Yields each address of host and port for a datagram socket of the family of socket, in
     # order, until the block returns (its value is returned); fails with the error of the
     # last try.
@@ -348,6 +362,13 @@ module Igai
       error.exception(error.message.sub("for #{address.inspect} port", "for #{host.inspect} port"))
     end
 
+    # Where each module goes: TARGETS, and Resolv::DNS (Resolv is loaded only now, so that
+    # `require "igai"` alone does not pay for it).
+    def targets
+      require "resolv"
+      TARGETS.merge(Resolv::DNS => ResolvDNSMethods)
+    end
+
     # Whether this Ruby's Socket.getaddrinfo can already be interrupted: MRI 3.3 and later
     # run getaddrinfo(3) on a thread of their own.
     def interruptible_already?
@@ -360,7 +381,7 @@ module Igai
       return false if interruptible_already? && !force
 
       LOCK.synchronize do
-        missing = TARGETS.reject { |target, methods| target.include?(methods) }
+        missing = targets.reject { |target, methods| target.include?(methods) }
         missing.each { |target, methods| target.prepend(methods) }
         missing.any?
       end
@@ -376,7 +397,7 @@ module Igai
   #
   # +timeout+ (seconds; nil: none, the default) limits every lookup so routed that has no
   # limit of its own (no Timeout, resolv_timeout or connect_timeout around it), for clients
-  # that bound only their connect (excon, through Resolv::DNS; newer dalli): when it runs
+  # that bound only their connect (excon, through Resolv::DNS; redis 4): when it runs
   # out the lookup fails as getaddrinfo(3) fails when the resolver gives up (EAI_AGAIN:
   # SocketError, or Socket::ResolutionError, "Temporary failure in name resolution"), which
   # clients already treat as a failed connection. ArgumentError unless it is nil or a
@@ -386,7 +407,7 @@ module Igai
   # Does so only on Rubies whose Socket.getaddrinfo cannot be interrupted (MRI before 3.3),
   # unless +force+ is true. Returns true if it changed anything, false otherwise (in
   # particular when called again). `require "igai/replace"` calls it.
-  def self.replace!(force: false, timeout: Replacement::NOT_GIVEN)
-    Replacement.replace!(force, timeout)
+  def self.replace!(force: false, timeout: SocketPatches::NOT_GIVEN)
+    SocketPatches.replace!(force, timeout)
   end
 end
