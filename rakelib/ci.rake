@@ -9,6 +9,7 @@ CI_STEPS = %w[
 
 desc "Run every check CI runs: #{CI_STEPS.join(', ')}"
 task :ci do
+  $stdout.sync = true # the step headers in order with the commands' output
   CI_STEPS.each do |step|
     puts "== rake #{step}"
     Rake::Task[step].invoke
