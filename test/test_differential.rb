@@ -95,7 +95,7 @@ class TestDifferential < Minitest::Test
   # A table of family and socket type names must never mistake an object for a Symbol that
   # the garbage collector freed from the same heap slot.
   def test_objects_in_the_slots_of_collected_symbols_are_not_taken_for_names
-    %w[SEQPACKET RDM INET6 PACKET].each { |name| "\#{name}_\#{rand}".to_sym }
+    %w[SEQPACKET RDM INET6 PACKET].each { |name| "#{name}_#{rand}".to_sym }
     GC.start
     Array.new(100_000) { Object.new }.each do |object|
       assert_raises(TypeError) { Socket.interruptible_getaddrinfo("127.0.0.1", 80, nil, object) }

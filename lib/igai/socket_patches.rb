@@ -2,6 +2,7 @@
 
 require "socket"
 require_relative "addrinfo"
+require_relative "fast_fallback"
 require_relative "timeout"
 
 module Igai
@@ -30,15 +31,22 @@ module Igai
       # and of the local host if any) together may take no longer than connect_timeout, and
       # give up, as an expired connect does, with Errno::ETIMEDOUT "user specified timeout"
       # (net-http 0.2's Net::HTTP turns that into Net::OpenTimeout); each connect attempt
-      # then has connect_timeout of its own, as before. Otherwise it is the original.
+      # then has connect_timeout of its own, as before. Given a resolv_timeout, that is its
+      # lookups' own limit (MRI 3.4 makes them in threads whose lookups it bounds itself).
+      # Otherwise it is the original.
       def tcp(host, port, local_host = nil, local_port = nil, connect_timeout: nil,
               resolv_timeout: nil, **options)
-        return super unless resolv_timeout.nil? && SocketPatches.seconds?(connect_timeout)
-
-        socket = SocketPatches.lookups_within(connect_timeout) do
+        call = lambda do
           super(host, port, local_host, local_port, connect_timeout: connect_timeout,
                                                     resolv_timeout: resolv_timeout, **options, &nil)
         end
+        socket = if !resolv_timeout.nil?
+                   SocketPatches.own_limit(&call)
+                 elsif SocketPatches.seconds?(connect_timeout)
+                   SocketPatches.lookups_within(connect_timeout, &call)
+                 else
+                   return super
+                 end
         return socket unless block_given?
 
         begin
@@ -103,10 +111,18 @@ module Igai
       # (a remote address without one is skipped, unless it is the last and nothing was
       # tried); fails with the error of the last attempt. As with Socket.tcp, a
       # resolv_timeout bounds the lookups, and else a connect_timeout does (dalli 3.2 and
-      # later connect with TCPSocket.new(host, port, connect_timeout:)).
+      # later connect with TCPSocket.new(host, port, connect_timeout:)). Where MRI (3.4 on)
+      # would connect the Happy Eyeballs way, the lookups are made as it makes them then
+      # (FastFallback).
       def initialize(remote_host, remote_port, local_host = nil, local_port = nil, **options)
+        # A keyword this Ruby does not take: its own ArgumentError, before any lookup.
+        unless (options.keys - FastFallback::KEYWORDS).empty?
+          super
+          return
+        end
+
         remotes, locals = SocketPatches.tcp_lookups(remote_host, remote_port, local_host,
-                                                  local_port, options)
+                                                    local_port, options)
         failure = nil
         remotes.each_with_index do |remote, index|
           if locals
@@ -192,9 +208,13 @@ module Igai
     # Igai.replace!'s default timeout: leave the process-wide limit as it is.
     NOT_GIVEN = Object.new.freeze
 
-    # Where Socket.tcp and TCPSocket.new keep the deadline of their lookups (fiber-local).
+    # Where Socket.tcp and TCPSocket.new keep the deadline of their lookups: in the fiber's
+    # storage (Ruby 3.2 on), which the threads MRI 3.4's Socket.tcp resolves in inherit;
+    # before, fiber-local.
     DEADLINE = :__igai_lookup_deadline
     private_constant :DEADLINE
+    FIBER_STORAGE = Fiber.respond_to?(:[])
+    private_constant :FIBER_STORAGE
 
     @timeout = nil
 
@@ -227,7 +247,9 @@ module Igai
     def limited(own)
       return yield(own) unless own.nil?
 
-      deadline = Thread.current[DEADLINE]
+      deadline = lookup_deadline
+      return yield(nil) if deadline == :own
+
       left = deadline && [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0].max
       limit = timeout
       return yield(left) if limit.nil? || (left && left <= limit)
@@ -240,13 +262,40 @@ module Igai
     end
 
     # Runs the block, in which lookups without a limit of their own may take +seconds+ in all.
+    # MRI 3.4's Socket.tcp resolves in threads and raises again the error one of them raised,
+    # giving the new error that error's message ("Connection timed out - Connection timed out
+    # - user specified timeout"): such an error is raised as the lookup raised it.
     def lookups_within(seconds)
-      previous = Thread.current[DEADLINE]
+      previous = lookup_deadline
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
-      Thread.current[DEADLINE] = previous ? [previous, deadline].min : deadline
+      self.lookup_deadline = previous.is_a?(Numeric) ? [previous, deadline].min : deadline
+      yield
+    rescue Errno::ETIMEDOUT => e
+      raise unless e.cause.is_a?(Errno::ETIMEDOUT)
+
+      raise e.cause, cause: nil
+    ensure
+      self.lookup_deadline = previous
+    end
+
+    # Runs the block, whose lookups have a limit of their own (that the caller enforces):
+    # the process-wide limit does not apply to them.
+    def own_limit
+      previous = lookup_deadline
+      self.lookup_deadline = :own
       yield
     ensure
-      Thread.current[DEADLINE] = previous
+      self.lookup_deadline = previous
+    end
+
+    # The deadline lookups_within set for this fiber's lookups (and its threads'), :own
+    # inside own_limit, or nil.
+    def lookup_deadline
+      FIBER_STORAGE ? Fiber[DEADLINE] : Thread.current[DEADLINE]
+    end
+
+    def lookup_deadline=(deadline)
+      FIBER_STORAGE ? Fiber[DEADLINE] = deadline : Thread.current[DEADLINE] = deadline
     end
 
     # Whether value is a number of seconds a lookup can be limited to.
@@ -266,16 +315,27 @@ module Igai
 
     # The rows TCPSocket.new connects to, and those of its local host and port (nil when
     # neither is given); given its keyword options, the lookups may take resolv_timeout
-    # (Errno::ETIMEDOUT), or else connect_timeout, as with Socket.tcp.
+    # (Errno::ETIMEDOUT), or else connect_timeout, as with Socket.tcp. Made as MRI makes
+    # them: the Happy Eyeballs way where it would (FastFallback); else remote host first,
+    # and before 3.4 after checking connect_timeout. A resolv_timeout that is not a number
+    # of seconds is ignored there, as MRI then ignores any.
     def tcp_lookups(remote_host, remote_port, local_host, local_port, options)
+      connect_timeout = options[:connect_timeout]
+      if FastFallback.applies?(remote_host, options)
+        run = -> { FastFallback.lookups(remote_host, remote_port, local_host, local_port, options) }
+        bounded = options[:resolv_timeout].nil? && seconds?(connect_timeout)
+        return bounded ? lookups_within(connect_timeout, &run) : run.call
+      end
+
+      FastFallback.time_interval!(connect_timeout) unless FastFallback::AVAILABLE
       own = options[:resolv_timeout]
+      own = nil unless seconds?(own)
       find = lambda do |host, port|
         limited(own) do |limit|
           Socket.interruptible_getaddrinfo(host, port, nil, Socket::SOCK_STREAM, nil, nil, false,
                                            timeout: limit)
         end
       end
-      connect_timeout = options[:connect_timeout]
       run = lambda do
         [find.call(remote_host, remote_port),
          (find.call(local_host, local_port) unless local_host.nil? && local_port.nil?)]
