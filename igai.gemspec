@@ -28,6 +28,7 @@ Gem::Specification.new do |spec|
     "Cargo.toml",
     "Cargo.lock",
     "README.md",
+    "CHANGELOG.md",
     "LICENSE"
   ]
   spec.bindir = "exe"
