@@ -5,37 +5,36 @@ require "json"
 
 # The worker pool on the stalled-DNS bed. Each test runs in a fresh child process, so that
 # its thread and memory counts are its own and no other test's stalled lookups are counted.
-class TestPool < Minitest::Test
-  include IgaiTest::Helpers
-  Bed = IgaiTest::Bed
-
-  def setup
-    Bed.require!(self)
-  end
+class TestPool < IgaiTest::BedTest
+  STOPWATCH = File.expand_path("support/stopwatch.rb", __dir__)
 
   # Runs `body` in a child with igai loaded and helpers defined; returns its JSON report.
-  def in_child(body)
+  # wait_until raises (failing the child) when its condition does not come within the limit.
+  def in_child(body, env: {})
     code = <<~RUBY
       require "igai"
       require "json"
+      require #{STOPWATCH.dump}
       def threads = Dir.children("/proc/self/task").size
       def lookup_threads = Dir["/proc/self/task/*/comm"].count { |comm| File.read(comm).chomp == "igai-resolver" }
       def rss_kb = File.read("/proc/self/status")[/VmRSS:\\s+(\\d+)/, 1].to_i
-      def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      def wait_until(limit = 10)
-        give_up = now + limit
-        sleep 0.01 until yield || now > give_up
+      def now = IgaiTest::Stopwatch.now
+      def wait_until(limit = 10, &condition)
+        IgaiTest::Stopwatch.wait_until("the condition of line \#{caller_locations(1, 1)[0].lineno} holds " \
+                                       "(stats: \#{Igai.stats})", timeout: limit, &condition)
       end
       #{body}
     RUBY
-    output, status = run_ruby(code, timeout: 60)
+    output, status = run_ruby(code, timeout: 60, env: env)
     assert status.success?, output
     JSON.parse(output.lines.last, symbolize_names: true)
   end
 
+  # The stalled queries last 30 s here (RES_OPTIONS), so that however slowly the 1000
+  # lookups run, none of the ten ends and is started again within the test.
   def test_abandoned_lookups_of_ten_names_share_at_most_ten_busy_workers
     names = Array.new(10) { Bed.stalled_name }
-    report = in_child(<<~RUBY)
+    report = in_child(<<~RUBY, env: { "RES_OPTIONS" => "timeout:30 attempts:1" })
       names = #{names.inspect}
       50.times.map do |t|
         Thread.new do
@@ -47,10 +46,8 @@ class TestPool < Minitest::Test
       end.each(&:join)
       puts JSON.generate(Igai.stats)
     RUBY
-    assert_operator report[:busy], :<=, 10
-    assert_operator report[:workers], :<=, 10
-    assert_operator report[:abandoned], :<=, 10
-    assert_operator report[:coalesced], :>=, 990
+    assert_equal({ workers: 10, busy: 10, idle: 0, queued: 0, abandoned: 10, coalesced: 990,
+                   completed: 0 }, report)
   end
 
   def test_abandoned_lookups_of_distinct_names_stay_within_the_cap_in_threads_and_memory
@@ -98,8 +95,8 @@ class TestPool < Minitest::Test
     RUBY
     assert_equal "timed out", report[:result]
     assert_operator report[:took], :<, 1.0
-    assert_equal 0, report[:queued]
-    assert_equal 2, report[:workers]
+    assert_equal({ workers: 2, busy: 2, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 0 },
+                 report.except(:result, :took))
   end
 
   def test_once_stalled_queries_give_up_new_lookups_succeed_and_idle_threads_retire
@@ -113,10 +110,11 @@ class TestPool < Minitest::Test
       wait_until { Igai.stats[:workers].zero? }
       puts JSON.generate(during: during, answer: answer, after: Igai.stats)
     RUBY
-    assert_equal 4, report[:during][:busy]
+    assert_equal({ workers: 4, busy: 4, idle: 0, queued: 0, abandoned: 4, coalesced: 0, completed: 0 },
+                 report[:during])
     assert_equal "127.0.0.1", report[:answer]
-    assert_equal 0, report[:after][:workers]
-    assert_equal 0, report[:after][:busy]
+    assert_equal({ workers: 0, busy: 0, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 5 },
+                 report[:after])
   end
 
   def test_a_child_forked_during_stalled_lookups_resolves_at_once
@@ -219,5 +217,36 @@ class TestPool < Minitest::Test
   def test_stats_report_every_documented_count
     assert_equal %i[workers busy idle queued abandoned coalesced completed], Igai.stats.keys
     assert(Igai.stats.values.all? { |count| count.is_a?(Integer) && count >= 0 })
+  end
+
+  # After five lookups of distinct names, one after the other: one thread did them all and
+  # now idles; nothing is in flight.
+  def test_stats_after_lookups_one_after_another
+    report = in_child(<<~RUBY)
+      before = Igai.stats
+      5.times { |i| Socket.interruptible_getaddrinfo("ok-seq\#{i}-\#{$$}.igai.test", 80, :INET) }
+      puts JSON.generate(before: before, after: Igai.stats)
+    RUBY
+    assert_equal({ workers: 0, busy: 0, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 0 },
+                 report[:before])
+    assert_equal({ workers: 1, busy: 0, idle: 1, queued: 0, abandoned: 0, coalesced: 0, completed: 5 },
+                 report[:after])
+  end
+
+  # Identical lookups at once: one runs, the others join it; each joiner counts as coalesced.
+  def test_stats_of_identical_concurrent_lookups
+    report = in_child(<<~RUBY)
+      name = "delay300-same-\#{$$}.igai.test"
+      callers = 4.times.map { Thread.new { Socket.interruptible_getaddrinfo(name, 80, :INET)[0][3] } }
+      wait_until { Igai.stats[:coalesced] == 3 }
+      during = Igai.stats
+      answers = callers.map(&:value)
+      puts JSON.generate(during: during, answers: answers, after: Igai.stats)
+    RUBY
+    assert_equal({ workers: 1, busy: 1, idle: 0, queued: 0, abandoned: 0, coalesced: 3, completed: 0 },
+                 report[:during])
+    assert_equal ["127.0.0.1"] * 4, report[:answers]
+    assert_equal({ workers: 1, busy: 0, idle: 1, queued: 0, abandoned: 0, coalesced: 3, completed: 1 },
+                 report[:after])
   end
 end

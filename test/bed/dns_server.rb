@@ -32,9 +32,10 @@ module IgaiBed
     ANSWER_V6 = "::1"
     TTL = 60
 
-    # A decision: action is :drop (never answer) or :answer; rcode is a
-    # Resolv::DNS::RCode value; delay is in seconds; dual says whether AAAA
-    # queries get an answer.
+    # A decision: action is :drop (never answer), :answer, or :answer_once
+    # (answer the first query of this name and type, drop any later one);
+    # rcode is a Resolv::DNS::RCode value; delay is in seconds; dual says
+    # whether AAAA queries get an answer.
     Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, keyword_init: true)
 
     module_function
@@ -54,6 +55,10 @@ module IgaiBed
         Decision.new(action: :drop, in_zone: true)
       when /\Adelay(\d+)-/
         Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError,
+                     delay: Regexp.last_match(1).to_i / 1000.0,
+                     dual: false, in_zone: true)
+      when /\Aonce(\d+)-/
+        Decision.new(action: :answer_once, rcode: Resolv::DNS::RCode::NoError,
                      delay: Regexp.last_match(1).to_i / 1000.0,
                      dual: false, in_zone: true)
       when /\Anx-/
@@ -95,6 +100,8 @@ module IgaiBed
       @log&.sync = true
       @log_lock = Mutex.new
       @sockets = []
+      @answered_once = {}
+      @answered_once_lock = Mutex.new
     end
 
     # Binds all listeners, reports readiness and serves until the process is
@@ -197,6 +204,7 @@ module IgaiBed
 
       decision = Behaviour.decide(qname.to_s)
       return nil if decision.action == :drop
+      return nil if decision.action == :answer_once && !first_query?(qname.to_s, qtype)
 
       sleep decision.delay if decision.delay.positive?
       encode_reply(query, decision.rcode, tcp: tcp) do |reply|
@@ -204,6 +212,12 @@ module IgaiBed
         add_soa(reply) if decision.in_zone && reply.answer.empty? &&
                           [Resolv::DNS::RCode::NoError, Resolv::DNS::RCode::NXDomain].include?(decision.rcode)
       end
+    end
+
+    # True for the first query of this name and type (names are case-insensitive).
+    def first_query?(qname, qtype)
+      key = [qname.downcase.chomp("."), qtype]
+      @answered_once_lock.synchronize { !@answered_once.key?(key) && (@answered_once[key] = true) }
     end
 
     def decode(data)
