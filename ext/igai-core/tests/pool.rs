@@ -1,6 +1,6 @@
 //! The worker pool with an injected lookup function: no DNS, no Ruby.
 
-use igai_core::pool::{Config, Pool, Stats, WaitEnd};
+use igai_core::pool::{Config, Pool, Stats, Ticket, WaitEnd};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -65,15 +65,41 @@ fn config(max_workers: usize) -> Config {
     }
 }
 
-/// Polls `stats` until `done` holds, for at most 5 s.
+/// Polls `stats` until `done` holds; fails the test when it does not within 10 s.
 fn eventually(pool: &Pool<u32, Outcome>, done: impl Fn(&Stats) -> bool) -> Stats {
-    let give_up = Instant::now() + Duration::from_secs(5);
+    let give_up = Instant::now() + LIMIT;
     loop {
         let stats = pool.stats();
-        if done(&stats) || Instant::now() > give_up {
+        if done(&stats) {
             return stats;
         }
+        assert!(
+            Instant::now() < give_up,
+            "the awaited pool state did not come within {LIMIT:?}; last stats: {stats:?}"
+        );
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The longest any test waits for something that should come at once: a regression fails the
+/// test with a message instead of hanging `cargo test`.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// `Ticket::wait` bounded by [`LIMIT`].
+trait WaitBounded<O> {
+    fn wait_bounded(&mut self) -> WaitEnd<O>;
+}
+
+impl<K, O> WaitBounded<O> for Ticket<K, O>
+where
+    K: Eq + std::hash::Hash + Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    fn wait_bounded(&mut self) -> WaitEnd<O> {
+        match self.wait(Some(Instant::now() + LIMIT)) {
+            WaitEnd::TimedOut => panic!("the lookup did not end within {LIMIT:?}"),
+            end => end,
+        }
     }
 }
 
@@ -90,9 +116,9 @@ fn an_idle_worker_takes_the_next_job_instead_of_a_new_thread() {
     let pool = Pool::new(config(4), gates.lookup());
     gates.open(1);
     gates.open(2);
-    assert_eq!(done_value(pool.submit(1).wait(None)), 10);
+    assert_eq!(done_value(pool.submit(1).wait_bounded()), 10);
     eventually(&pool, |s| s.idle == 1);
-    assert_eq!(done_value(pool.submit(2).wait(None)), 20);
+    assert_eq!(done_value(pool.submit(2).wait_bounded()), 20);
     let stats = eventually(&pool, |s| s.idle == 1);
     assert_eq!(stats.workers, 1);
     assert_eq!(stats.completed, 2);
@@ -110,7 +136,7 @@ fn jobs_beyond_the_cap_wait_in_the_queue_and_run_later() {
     }
     let values: Vec<_> = tickets
         .iter_mut()
-        .map(|t| done_value(t.wait(None)))
+        .map(|t| done_value(t.wait_bounded()))
         .collect();
     assert_eq!(values, [10, 20, 30, 40, 50]);
     assert_eq!(pool.stats().workers, 2);
@@ -129,7 +155,7 @@ fn a_queued_job_whose_caller_gives_up_is_withdrawn_and_never_runs() {
     assert_eq!(pool.stats().queued, 0);
     gates.open(1);
     gates.open(2);
-    assert_eq!(done_value(running.wait(None)), 10);
+    assert_eq!(done_value(running.wait_bounded()), 10);
     eventually(&pool, |s| s.idle == 1);
     assert_eq!(gates.calls(2), 0, "the withdrawn lookup must not run");
 }
@@ -144,8 +170,8 @@ fn identical_keys_share_one_lookup_and_one_waiter_leaving_does_not_disturb_the_o
     eventually(&pool, |s| s.busy == 1);
     drop(second);
     gates.open(7);
-    assert_eq!(done_value(first.wait(None)), 70);
-    assert_eq!(done_value(third.wait(None)), 70);
+    assert_eq!(done_value(first.wait_bounded()), 70);
+    assert_eq!(done_value(third.wait_bounded()), 70);
     let stats = pool.stats();
     assert_eq!(stats.coalesced, 2);
     assert_eq!(stats.completed, 1);
@@ -157,8 +183,8 @@ fn a_finished_lookup_is_not_reused_by_later_callers() {
     let gates = Arc::new(Gates::default());
     let pool = Pool::new(config(4), gates.lookup());
     gates.open(3);
-    done_value(pool.submit(3).wait(None));
-    done_value(pool.submit(3).wait(None));
+    done_value(pool.submit(3).wait_bounded());
+    done_value(pool.submit(3).wait_bounded());
     assert_eq!(gates.calls(3), 2);
 }
 
@@ -172,8 +198,8 @@ fn idle_workers_retire_after_the_idle_timeout() {
     gates.open(2);
     let mut a = pool.submit(1);
     let mut b = pool.submit(2);
-    done_value(a.wait(None));
-    done_value(b.wait(None));
+    done_value(a.wait_bounded());
+    done_value(b.wait_bounded());
     let stats = eventually(&pool, |s| s.workers == 0);
     assert_eq!(stats.workers, 0);
     assert_eq!(stats.idle, 0);
@@ -184,7 +210,7 @@ fn shortening_the_idle_timeout_retires_workers_already_idle() {
     let gates = Arc::new(Gates::default());
     let pool = Pool::new(config(4), gates.lookup());
     gates.open(1);
-    done_value(pool.submit(1).wait(None));
+    done_value(pool.submit(1).wait_bounded());
     eventually(&pool, |s| s.idle == 1);
     pool.set_idle_timeout(Duration::from_millis(1));
     assert_eq!(eventually(&pool, |s| s.workers == 0).workers, 0);
@@ -214,7 +240,7 @@ fn the_last_waiter_to_let_go_frees_the_outcome() {
     let mut one = pool.submit(12);
     let mut two = pool.submit(12);
     gates.open(12);
-    let a = match one.wait(None) {
+    let a = match one.wait_bounded() {
         WaitEnd::Done(o) => o,
         other => panic!("{other:?}"),
     };
@@ -223,7 +249,7 @@ fn the_last_waiter_to_let_go_frees_the_outcome() {
     drop(a);
     // The second waiter has not collected yet: the outcome must still be alive for it.
     assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before + 1);
-    assert_eq!(done_value(two.wait(None)), 120);
+    assert_eq!(done_value(two.wait_bounded()), 120);
     assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before);
 }
 
@@ -238,7 +264,7 @@ fn joining_an_abandoned_lookup_makes_it_wanted_again() {
     let mut again = pool.submit(13);
     assert_eq!(pool.stats().abandoned, 0);
     gates.open(13);
-    assert_eq!(done_value(again.wait(None)), 130);
+    assert_eq!(done_value(again.wait_bounded()), 130);
     assert_eq!(gates.calls(13), 1);
 }
 
@@ -252,11 +278,11 @@ fn an_interrupt_ends_the_wait_but_keeps_the_ticket_waiting() {
         std::thread::sleep(Duration::from_millis(20));
         waker.interrupt();
     });
-    assert!(matches!(ticket.wait(None), WaitEnd::Interrupted));
+    assert!(matches!(ticket.wait_bounded(), WaitEnd::Interrupted));
     interrupter.join().unwrap();
     ticket.rearm();
     gates.open(14);
-    assert_eq!(done_value(ticket.wait(None)), 140);
+    assert_eq!(done_value(ticket.wait_bounded()), 140);
 }
 
 #[test]
@@ -268,7 +294,7 @@ fn raising_the_cap_starts_workers_for_queued_jobs() {
     eventually(&pool, |s| s.busy == 1 && s.queued == 1);
     pool.set_max_workers(2);
     gates.open(22);
-    assert_eq!(done_value(second.wait(None)), 220);
+    assert_eq!(done_value(second.wait_bounded()), 220);
     gates.open(21);
 }
 
@@ -279,7 +305,7 @@ fn a_thread_that_cannot_be_created_fails_the_job_with_the_os_error() {
     cfg.stack_size = usize::MAX / 2; // no system can map this
     let pool = Pool::new(cfg, gates.lookup());
     let mut ticket = pool.submit(1);
-    assert!(matches!(ticket.wait(None), WaitEnd::NoThread(_)));
+    assert!(matches!(ticket.wait_bounded(), WaitEnd::NoThread(_)));
     let stats = pool.stats();
     assert_eq!((stats.workers, stats.queued), (0, 0));
 }
@@ -290,8 +316,8 @@ fn a_panicking_lookup_reports_the_panic_and_the_worker_survives() {
         assert!(*key != 0, "lookup of zero panics");
         *key
     });
-    assert!(matches!(pool.submit(0).wait(None), WaitEnd::Panicked));
-    match pool.submit(5).wait(None) {
+    assert!(matches!(pool.submit(0).wait_bounded(), WaitEnd::Panicked));
+    match pool.submit(5).wait_bounded() {
         WaitEnd::Done(v) => assert_eq!(*v, 5),
         other => panic!("{other:?}"),
     }
@@ -310,7 +336,7 @@ fn many_callers_many_keys_all_get_their_own_answer() {
             std::thread::spawn(move || {
                 for i in 0..200u32 {
                     let key = (t * 7 + i) % 40;
-                    match pool.submit(key).wait(None) {
+                    match pool.submit(key).wait_bounded() {
                         WaitEnd::Done(v) => assert_eq!(*v, key + 1),
                         other => panic!("{other:?}"),
                     }
