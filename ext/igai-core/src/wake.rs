@@ -202,6 +202,11 @@ mod tests {
         }
     }
 
+    /// `cell.sleep(deadline)` bounded by a watchdog.
+    fn sleep_bounded(cell: &'static WakeCell, deadline: Option<Instant>) -> Woken {
+        within(Duration::from_secs(10), move || cell.sleep(deadline))
+    }
+
     /// CPU time the calling thread has used so far.
     fn thread_cpu_time() -> Duration {
         // SAFETY: an all-zero timespec is a valid value for clock_gettime to overwrite.
@@ -327,7 +332,7 @@ mod tests {
         assert_eq!(slept.end, Woken::Interrupted);
         assert!(cell.is_interrupted());
         // The interrupt stays raised: the next sleep returns at once.
-        assert_eq!(cell.sleep(None), Woken::Interrupted);
+        assert_eq!(sleep_bounded(cell, None), Woken::Interrupted);
         cell.clear_interrupt();
         assert!(!cell.is_interrupted());
     }
@@ -346,16 +351,16 @@ mod tests {
         assert_eq!(slept.end, Woken::Done);
         assert!(!cell.is_interrupted());
         let soon = Instant::now() + Duration::from_millis(5);
-        assert_eq!(cell.sleep(Some(soon)), Woken::Nothing);
+        assert_eq!(sleep_bounded(cell, Some(soon)), Woken::Nothing);
     }
 
     #[test]
     fn done_flag_is_consumed_by_the_sleep_that_sees_it() {
         let cell = WakeCell::leak_new();
         cell.notify_done();
-        assert_eq!(cell.sleep(None), Woken::Done);
+        assert_eq!(sleep_bounded(cell, None), Woken::Done);
         let soon = Instant::now() + Duration::from_millis(5);
-        assert_eq!(cell.sleep(Some(soon)), Woken::Nothing);
+        assert_eq!(sleep_bounded(cell, Some(soon)), Woken::Nothing);
     }
 
     #[test]
@@ -363,9 +368,9 @@ mod tests {
         let cell = WakeCell::leak_new();
         cell.notify_done();
         cell.waker().interrupt();
-        assert_eq!(cell.sleep(None), Woken::Interrupted);
+        assert_eq!(sleep_bounded(cell, None), Woken::Interrupted);
         cell.clear_interrupt();
-        assert_eq!(cell.sleep(None), Woken::Done);
+        assert_eq!(sleep_bounded(cell, None), Woken::Done);
     }
 
     #[test]
@@ -376,7 +381,7 @@ mod tests {
         cell.reset();
         assert!(!cell.is_interrupted());
         let soon = Instant::now() + Duration::from_millis(5);
-        assert_eq!(cell.sleep(Some(soon)), Woken::Nothing);
+        assert_eq!(sleep_bounded(cell, Some(soon)), Woken::Nothing);
     }
 
     #[test]
