@@ -259,7 +259,6 @@ mod tests {
             sleep_like_a_caller(cell, Some(deadline))
         });
         assert_eq!(slept.end, Woken::Nothing);
-        assert!(slept.took >= Duration::from_millis(200), "{:?}", slept.took);
         assert!(
             slept.returns <= 3,
             "sleep returned {} times: it polls",
