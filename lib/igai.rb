@@ -13,12 +13,18 @@ require_relative "igai/replacement"
 # lookup can be cut short by Timeout, Thread#raise, Thread#kill or a signal, or by its own
 # +timeout:+. Lookups run on a small, bounded pool of native threads (see Igai.stats).
 #
-# Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:}
+# Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
+#                              stuck_zones:, waiting_for_zone:}
+# Igai.stuck_zones         -> {"zone" => abandoned lookups} for zones holding abandoned lookups
 # Igai.max_workers(=)      -> cap on lookup threads (default 64, or IGAI_MAX_WORKERS)
+# Igai.max_stuck_per_zone(=) -> abandoned lookups a zone may hold before its new lookups wait
+#                              (default 2, or IGAI_MAX_STUCK_PER_ZONE)
 # Igai.idle_timeout(=)     -> seconds an idle lookup thread lingers (default 10)
 module Igai
   max_workers = ENV.fetch("IGAI_MAX_WORKERS", nil)
   self.max_workers = Integer(max_workers, 10) if max_workers
+  max_stuck = ENV.fetch("IGAI_MAX_STUCK_PER_ZONE", nil)
+  self.max_stuck_per_zone = Integer(max_stuck, 10) if max_stuck
 end
 
 class << Socket

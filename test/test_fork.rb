@@ -41,11 +41,11 @@ class TestFork < IgaiTest::BedTest
     output, status = run_ruby(code, timeout: 30)
     assert status.success?, output
     report = JSON.parse(output.lines.last, symbolize_names: true)
-    assert_equal({ workers: 2, busy: 2, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 3 },
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 2, busy: 2, completed: 3),
                  report[:parent])
     child = report[:child]
     refute_nil child, "the child did not report within 10 s (killed): #{output}"
-    zero = { workers: 0, busy: 0, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 0 }
+    zero = IgaiTest::NO_STATS
     assert_equal zero, child[:at_start]
     assert_equal "127.0.0.1", child[:answer]
     assert_equal zero.merge(workers: 1, idle: 1, completed: 1), child[:after]

@@ -8,9 +8,13 @@ require "json"
 class TestPool < IgaiTest::BedTest
   STOPWATCH = File.expand_path("support/stopwatch.rb", __dir__)
 
+  # A DNS outage as users meet it: glibc waits 30 s (the most it allows) for an unanswered
+  # query. Set per child process through RES_OPTIONS, which overrides the bed's resolv.conf.
+  OUTAGE_ENV = { "RES_OPTIONS" => "timeout:30 attempts:1", "IGAI_BED_RESOLVER_TIMEOUT" => "30" }.freeze
+
   # Runs `body` in a child with igai loaded and helpers defined; returns its JSON report.
   # wait_until raises (failing the child) when its condition does not come within the limit.
-  def in_child(body, env: {})
+  def in_child(body, env: {}, timeout: 60)
     code = <<~RUBY
       require "igai"
       require "json"
@@ -25,16 +29,16 @@ class TestPool < IgaiTest::BedTest
       end
       #{body}
     RUBY
-    output, status = run_ruby(code, timeout: 60, env: env)
+    output, status = run_ruby(code, timeout: timeout, env: env)
     assert status.success?, output
     JSON.parse(output.lines.last, symbolize_names: true)
   end
 
-  # The stalled queries last 30 s here (RES_OPTIONS), so that however slowly the 1000
-  # lookups run, none of the ten ends and is started again within the test.
-  def test_abandoned_lookups_of_ten_names_share_at_most_ten_busy_workers
+  # The stalled queries last 30 s here (OUTAGE_ENV), so that however slowly the 1000
+  # lookups run, none of the ten ends within the test.
+  def test_abandoned_lookups_of_ten_names_share_at_most_ten_busy_workers_plus_the_zone_limit
     names = Array.new(10) { Bed.stalled_name }
-    report = in_child(<<~RUBY, env: { "RES_OPTIONS" => "timeout:30 attempts:1" })
+    report = in_child(<<~RUBY, env: OUTAGE_ENV)
       names = #{names.inspect}
       50.times.map do |t|
         Thread.new do
@@ -46,8 +50,15 @@ class TestPool < IgaiTest::BedTest
       end.each(&:join)
       puts JSON.generate(Igai.stats)
     RUBY
-    assert_equal({ workers: 10, busy: 10, idle: 0, queued: 0, abandoned: 10, coalesced: 990,
-                   completed: 0 }, report)
+    # One running lookup per name that callers wait for, and once every caller of one gave up,
+    # at most max_stuck_per_zone (2) more started in their place (a retry must not join a
+    # lookup that may never answer; see the outage tests below).
+    bound = 10 + 2
+    assert_operator report[:busy], :<=, bound
+    assert_operator report[:workers], :<=, bound
+    assert_operator report[:abandoned], :<=, bound
+    assert_operator report[:busy] + report[:completed], :<=, bound, "lookups started"
+    assert_operator report[:coalesced], :>=, 900
   end
 
   def test_abandoned_lookups_of_distinct_names_stay_within_the_cap_in_threads_and_memory
@@ -95,13 +106,14 @@ class TestPool < IgaiTest::BedTest
     RUBY
     assert_equal "timed out", report[:result]
     assert_operator report[:took], :<, 1.0
-    assert_equal({ workers: 2, busy: 2, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 0 },
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 2, busy: 2),
                  report.except(:result, :took))
   end
 
   def test_once_stalled_queries_give_up_new_lookups_succeed_and_idle_threads_retire
     report = in_child(<<~RUBY)
       Igai.max_workers = 4
+      Igai.max_stuck_per_zone = 4 # all four in one zone: let each hold a worker
       4.times { |i| Socket.interruptible_getaddrinfo("stall-r\#{i}-\#{$$}.igai.test", 80, timeout: 0.05) rescue nil }
       during = Igai.stats
       wait_until { Igai.stats[:busy].zero? }
@@ -110,10 +122,10 @@ class TestPool < IgaiTest::BedTest
       wait_until { Igai.stats[:workers].zero? }
       puts JSON.generate(during: during, answer: answer, after: Igai.stats)
     RUBY
-    assert_equal({ workers: 4, busy: 4, idle: 0, queued: 0, abandoned: 4, coalesced: 0, completed: 0 },
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 4, busy: 4, abandoned: 4, stuck_zones: 1),
                  report[:during])
     assert_equal "127.0.0.1", report[:answer]
-    assert_equal({ workers: 0, busy: 0, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 5 },
+    assert_equal(IgaiTest::NO_STATS.merge(completed: 5),
                  report[:after])
   end
 
@@ -215,7 +227,8 @@ class TestPool < IgaiTest::BedTest
   end
 
   def test_stats_report_every_documented_count
-    assert_equal %i[workers busy idle queued abandoned coalesced completed], Igai.stats.keys
+    assert_equal %i[workers busy idle queued abandoned coalesced completed stuck_zones waiting_for_zone],
+                 Igai.stats.keys
     assert(Igai.stats.values.all? { |count| count.is_a?(Integer) && count >= 0 })
   end
 
@@ -227,9 +240,9 @@ class TestPool < IgaiTest::BedTest
       5.times { |i| Socket.interruptible_getaddrinfo("ok-seq\#{i}-\#{$$}.igai.test", 80, :INET) }
       puts JSON.generate(before: before, after: Igai.stats)
     RUBY
-    assert_equal({ workers: 0, busy: 0, idle: 0, queued: 0, abandoned: 0, coalesced: 0, completed: 0 },
+    assert_equal(IgaiTest::NO_STATS,
                  report[:before])
-    assert_equal({ workers: 1, busy: 0, idle: 1, queued: 0, abandoned: 0, coalesced: 0, completed: 5 },
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 1, idle: 1, completed: 5),
                  report[:after])
   end
 
@@ -238,15 +251,148 @@ class TestPool < IgaiTest::BedTest
     report = in_child(<<~RUBY)
       name = "delay300-same-\#{$$}.igai.test"
       callers = 4.times.map { Thread.new { Socket.interruptible_getaddrinfo(name, 80, :INET)[0][3] } }
-      wait_until { Igai.stats[:coalesced] == 3 }
+      wait_until { Igai.stats.values_at(:coalesced, :busy) == [3, 1] }
       during = Igai.stats
       answers = callers.map(&:value)
       puts JSON.generate(during: during, answers: answers, after: Igai.stats)
     RUBY
-    assert_equal({ workers: 1, busy: 1, idle: 0, queued: 0, abandoned: 0, coalesced: 3, completed: 0 },
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 1, busy: 1, coalesced: 3),
                  report[:during])
     assert_equal ["127.0.0.1"] * 4, report[:answers]
-    assert_equal({ workers: 1, busy: 0, idle: 1, queued: 0, abandoned: 0, coalesced: 3, completed: 1 },
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 1, idle: 1, coalesced: 3, completed: 1),
                  report[:after])
+  end
+
+  # --- outages: a dead zone must not stall the others (see the README's policy) ---
+
+  # Abandons `count` lookups of distinct never-answered names, spread over `zones`, each by
+  # the standard library's Timeout after 2 ms (a webhook sender or crawler meeting an outage),
+  # between 20 lookups of healthy names before and 20 after. Reports the healthy lookups'
+  # times, thread counts and stats.
+  def outage(zones, count)
+    healthy_zone = Bed.zone("healthy")
+    in_child(<<~RUBY, env: OUTAGE_ENV, timeout: 120)
+      require "timeout"
+      zones = #{zones.inspect}
+      healthy = lambda do |i, phase|
+        start = now
+        Socket.interruptible_getaddrinfo("ok-\#{phase}\#{i}-\#{$$}.#{healthy_zone}", 80, :INET)
+        now - start
+      end
+      before = Array.new(20) { |i| healthy.call(i, "before") }
+      base_threads = lookup_threads
+      #{count}.times do |i|
+        Timeout.timeout(0.002) do
+          Socket.interruptible_getaddrinfo("stall-\#{i}-\#{$$}.\#{zones[i % zones.size]}", 80)
+        end
+      rescue Timeout::Error
+      end
+      after = Array.new(20) { |i| healthy.call(i, "after") }
+      puts JSON.generate(before: before, after: after, stats: Igai.stats, stuck: Igai.stuck_zones,
+                         base_threads: base_threads, lookup_threads: lookup_threads,
+                         cap: Igai.max_workers)
+    RUBY
+  end
+
+  def assert_healthy_zone_unaffected(report)
+    # Before the fix every healthy lookup waited for a stuck worker (up to the 30 s resolver
+    # timeout); the precise figures (within 10 ms of `before`) are in bench/outage.rb.
+    assert_operator report[:after].max, :<, report[:before].max + 1.0, report.inspect
+  end
+
+  def test_a_dead_zone_with_2000_abandoned_names_holds_two_workers_and_stalls_no_other_zone
+    dead = Bed.zone("dead")
+    report = outage([dead], 2000)
+    assert_healthy_zone_unaffected(report)
+    assert_equal({ dead.to_sym => 2 }, report[:stuck])
+    stats = report[:stats]
+    assert_equal [2, 1, 0, 0], stats.values_at(:abandoned, :stuck_zones, :waiting_for_zone, :queued)
+    # Two stuck workers and a few that served the healthy names: far below the cap of 64.
+    assert_operator report[:lookup_threads], :<=, 8, report.inspect
+  end
+
+  def test_twenty_dead_zones_with_100_abandoned_names_each_stall_no_other_zone
+    dead = Array.new(20) { |i| Bed.zone("dead#{i}") }
+    report = outage(dead, 2000)
+    assert_healthy_zone_unaffected(report)
+    assert_equal dead.sort, report[:stuck].keys.map(&:to_s).sort
+    assert(report[:stuck].values.all?(2), report[:stuck].inspect)
+    assert_equal [40, 20, 0, 0], report[:stats].values_at(:abandoned, :stuck_zones, :waiting_for_zone, :queued)
+    assert_operator report[:lookup_threads], :<=, report[:cap] + 4
+    assert_operator report[:lookup_threads], :<=, 40 + 8, report.inspect
+  end
+
+  def test_a_retry_after_an_abandoned_lookup_whose_packet_was_lost_is_answered_at_once
+    name = Bed.lost_first_name
+    report = in_child(<<~RUBY, env: OUTAGE_ENV)
+      require "timeout"
+      begin
+        Timeout.timeout(0.1) { Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET) }
+      rescue Timeout::Error
+      end
+      start = now
+      answer = Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET)[0][3]
+      puts JSON.generate(answer: answer, took: now - start, stats: Igai.stats)
+    RUBY
+    assert_equal "127.0.0.1", report[:answer]
+    # Joining the first lookup would have waited for its 30 s resolver timeout.
+    assert_operator report[:took], :<, 1.0
+    assert_equal 1, report[:stats][:abandoned], "the first lookup is still stuck, apart"
+    assert_equal 0, report[:stats][:coalesced]
+  end
+
+  def test_thirty_two_slow_lookups_of_one_zone_run_at_once
+    names = Array.new(32) { Bed.delayed_name(300) }
+    report = in_child(<<~RUBY)
+      start = now
+      answers = #{names.inspect}.map do |name|
+        Thread.new { Socket.interruptible_getaddrinfo(name, 80, :INET)[0][3] }
+      end.map(&:value)
+      puts JSON.generate(took: now - start, answers: answers.uniq, stats: Igai.stats)
+    RUBY
+    assert_equal ["127.0.0.1"], report[:answers]
+    # Serialized by a zone limit they would take 16 x 0.3 s or more.
+    assert_operator report[:took], :<, 2.0
+    assert_equal 0, report[:stats][:stuck_zones]
+  end
+
+  def test_under_a_trickle_after_a_burst_surplus_lookup_threads_retire
+    names = Array.new(20) { Bed.delayed_name(300) }
+    report = in_child(<<~RUBY)
+      Igai.idle_timeout = 1
+      base = lookup_threads
+      #{names.inspect}.map { |name| Thread.new { Socket.interruptible_getaddrinfo(name, 80, :INET) } }.each(&:join)
+      peak = lookup_threads
+      start = now
+      i = 0
+      until lookup_threads <= base + 2 || now - start > 6 # idle_timeout + 5 s
+        Socket.interruptible_getaddrinfo("ok-trickle\#{i += 1}-\#{$$}.igai.test", 80, :INET)
+        sleep 0.1
+      end
+      puts JSON.generate(base: base, peak: peak, final: lookup_threads, took: now - start, trickled: i)
+    RUBY
+    assert_operator report[:peak], :>=, 10, report.inspect
+    assert_operator report[:final], :<=, report[:base] + 2, report.inspect
+    assert_operator report[:trickled], :>=, 5, "the trickle went on while threads retired"
+  end
+
+  def test_a_huge_idle_timeout_keeps_the_pool_working
+    report = in_child(<<~RUBY)
+      Igai.idle_timeout = 2**63 - 1
+      answers = 3.times.map { |i| Socket.interruptible_getaddrinfo("ok-huge\#{i}-\#{$$}.igai.test", 80, :INET)[0][3] }
+      wait_until { Igai.stats[:idle] == 1 }
+      puts JSON.generate(answers: answers, stats: Igai.stats)
+    RUBY
+    assert_equal ["127.0.0.1"] * 3, report[:answers]
+    assert_equal [1, 1, 0], report[:stats].values_at(:workers, :idle, :busy)
+  end
+
+  def test_max_stuck_per_zone_rejects_bad_values_and_reads_its_environment_variable
+    assert_raises(ArgumentError) { Igai.max_stuck_per_zone = 0 }
+    assert_raises(TypeError) { Igai.max_stuck_per_zone = "many" }
+    output, = run_ruby('require "igai"; print Igai.max_stuck_per_zone')
+    assert_equal "2", output
+    output, = run_ruby('require "igai"; print Igai.max_stuck_per_zone', env: { "IGAI_MAX_STUCK_PER_ZONE" => "5" })
+    assert_equal "5", output
   end
 end

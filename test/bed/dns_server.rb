@@ -32,18 +32,23 @@ module IgaiBed
     ANSWER_V6 = "::1"
     TTL = 60
 
-    # A decision: action is :drop (never answer), :answer, or :answer_once
-    # (answer the first query of this name and type, drop any later one);
-    # rcode is a Resolv::DNS::RCode value; delay is in seconds; dual says
-    # whether AAAA queries get an answer.
+    # A decision: action is :drop (never answer), :drop_first (ignore the first query of
+    # each type for the name, answer later ones), :answer_once (answer the first query of
+    # each type for the name, drop later ones) or :answer; rcode is a
+    # Resolv::DNS::RCode value; delay is in seconds; dual says whether AAAA
+    # queries get an answer.
     Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, keyword_init: true)
 
     module_function
 
     # qname is the question name without trailing dot, in any case.
+    # Further zones the server answers for, one per test that needs several zones (a dead
+    # zone beside a healthy one): "igai-<anything>.test", e.g. "igai-dead3.test".
+    EXTRA_ZONE = /(?:\A|\.)igai-[a-z0-9-]+\.test\z/
+
     def decide(qname)
       name = qname.downcase.chomp(".")
-      unless name == ZONE || name.end_with?(".#{ZONE}")
+      unless name == ZONE || name.end_with?(".#{ZONE}") || name.match?(EXTRA_ZONE)
         # Outside our zone: authoritative-looking "no such name".
         return Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NXDomain,
                             delay: 0, dual: false, in_zone: false)
@@ -53,6 +58,10 @@ module IgaiBed
       case label
       when /\Astall-/
         Decision.new(action: :drop, in_zone: true)
+      when /\Alose1-/
+        # The first query of each type is lost; later ones (a retry) are answered.
+        Decision.new(action: :drop_first, rcode: Resolv::DNS::RCode::NoError,
+                     delay: 0, dual: false, in_zone: true)
       when /\Adelay(\d+)-/
         Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError,
                      delay: Regexp.last_match(1).to_i / 1000.0,
@@ -100,8 +109,8 @@ module IgaiBed
       @log&.sync = true
       @log_lock = Mutex.new
       @sockets = []
-      @answered_once = {}
-      @answered_once_lock = Mutex.new
+      @seen = {}
+      @seen_lock = Mutex.new
     end
 
     # Binds all listeners, reports readiness and serves until the process is
@@ -204,7 +213,8 @@ module IgaiBed
 
       decision = Behaviour.decide(qname.to_s)
       return nil if decision.action == :drop
-      return nil if decision.action == :answer_once && !first_query?(qname.to_s, qtype)
+      return nil if decision.action == :drop_first && first_time?(qname.to_s, qtype)
+      return nil if decision.action == :answer_once && !first_time?(qname.to_s, qtype)
 
       sleep decision.delay if decision.delay.positive?
       encode_reply(query, decision.rcode, tcp: tcp) do |reply|
@@ -214,10 +224,11 @@ module IgaiBed
       end
     end
 
-    # True for the first query of this name and type (names are case-insensitive).
-    def first_query?(qname, qtype)
+    # True the first time a name is asked for with this query type (names are
+    # case-insensitive).
+    def first_time?(qname, qtype)
       key = [qname.downcase.chomp("."), qtype]
-      @answered_once_lock.synchronize { !@answered_once.key?(key) && (@answered_once[key] = true) }
+      @seen_lock.synchronize { @seen[key] ? false : (@seen[key] = true) }
     end
 
     def decode(data)

@@ -84,13 +84,14 @@ module IgaiTest
       # --- names; each call returns a new, never repeated name ---
 
       # Never answered: getaddrinfo blocks for about resolver_timeout.
-      def stalled_name
-        unique_name("stall")
+      # Names are in ZONE unless zone: names another the server answers for (zone(label)).
+      def stalled_name(zone: ZONE)
+        unique_name("stall", zone)
       end
 
       # Answered (like answered_name) after ms milliseconds.
-      def delayed_name(ms)
-        unique_name("delay#{Integer(ms)}")
+      def delayed_name(ms, zone: ZONE)
+        unique_name("delay#{Integer(ms)}", zone)
       end
 
       # Answered (like answered_name) ms milliseconds after the server received
@@ -102,8 +103,20 @@ module IgaiTest
       end
 
       # A -> 127.0.0.1; AAAA -> ::1 when dual, else no AAAA data.
-      def answered_name(dual: false)
-        unique_name(dual ? "dual" : "ok")
+      def answered_name(dual: false, zone: ZONE)
+        unique_name(dual ? "dual" : "ok", zone)
+      end
+
+      # The first query of each type for it is lost (never answered); later ones are
+      # answered like answered_name.
+      def lost_first_name(zone: ZONE)
+        unique_name("lose1", zone)
+      end
+
+      # A further zone the server answers for ("igai-<label>.test"): a registrable domain of
+      # its own, apart from ZONE, for tests that need a dead zone beside a healthy one.
+      def zone(label)
+        "igai-#{label}.test"
       end
 
       # NXDOMAIN (getaddrinfo: EAI_NONAME).
@@ -160,10 +173,10 @@ module IgaiTest
 
       private
 
-      # "<prefix>-<pid>-<counter>-<random>.igai.test"
-      def unique_name(prefix)
+      # "<prefix>-<pid>-<counter>-<random>.<zone>"
+      def unique_name(prefix, zone = ZONE)
         n = @counter_lock.synchronize { @counter += 1 }
-        "#{prefix}-#{Process.pid}-#{n}-#{SecureRandom.hex(4)}.#{ZONE}"
+        "#{prefix}-#{Process.pid}-#{n}-#{SecureRandom.hex(4)}.#{zone}"
       end
     end
   end

@@ -1,7 +1,8 @@
 //! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`lookup`],
 //! [`nameinfo`], and [`query`] for either), the bounded, coalescing
 //! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]),
-//! and the per-process resolver that ties them together and survives fork ([`resolver`]).
+//! the per-process resolver that ties them together and survives fork ([`resolver`]), and the
+//! zones that bound how much stuck work one DNS outage may hold ([`zone`]).
 //!
 //! The Ruby binding (crate `igai`) parses arguments, releases the GVL while a caller waits on a
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
@@ -13,3 +14,4 @@ pub mod query;
 pub mod resolver;
 mod signals;
 pub mod wake;
+pub mod zone;

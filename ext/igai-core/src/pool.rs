@@ -1,26 +1,42 @@
-//! The bounded, coalescing worker pool that runs blocking lookups.
+//! The bounded, fair, coalescing worker pool that runs blocking lookups.
 //!
 //! Callers [`submit`](Pool::submit) a key and get a [`Ticket`]; a worker thread runs the lookup
 //! function on the key while callers [`wait`](Ticket::wait) on their tickets, each of which can
 //! be interrupted or time out on its own. The pool:
 //!
-//! * **reuses** threads: an idle worker takes the next job and retires after `idle_timeout`;
 //! * is **bounded**: at most `max_workers` threads exist, counting those stuck in a lookup that
-//!   every caller has abandoned; further jobs wait in a FIFO queue;
+//!   every caller has abandoned; further jobs wait in a queue;
+//! * **coalesces** identical keys: a key already queued or running with a caller still waiting
+//!   gets another waiter instead of another lookup. Each waiter receives the shared outcome;
+//!   one giving up leaves the others;
 //! * **withdraws** a queued job when its last caller gives up, so it never runs;
-//! * **coalesces** identical keys: a key already queued or running gets another waiter instead
-//!   of another lookup. Each waiter receives the shared outcome; one giving up leaves the others.
+//! * **forgets** a running job when its last caller gives up: it keeps its worker until the
+//!   lookup function returns (a thread blocked in glibc cannot be stopped), its outcome is
+//!   dropped, and an identical later submission starts a fresh lookup instead of joining one
+//!   that may never answer (a lost packet, say);
+//! * **limits stuck work per zone**: every key belongs to a zone (a DNS zone for the resolver;
+//!   the pool only compares zone names). A zone holding `max_stuck_per_zone` abandoned lookups
+//!   starts nothing more until one of them ends: its further jobs wait in the zone's queue,
+//!   withdrawn like any queued job when their callers give up. Lookups that callers still
+//!   wait for never count, so a slow but alive zone is not serialized; a dead zone cannot
+//!   take every worker and stall the other zones;
+//! * is **fair between zones**: when workers are scarce, zones with queued jobs take turns
+//!   (round robin), each in its own FIFO order;
+//! * **shrinks**: idle workers wait on a stack and the most recently idle one takes the next
+//!   job, so under a trickle of lookups the same few workers serve it and the surplus ones
+//!   retire after `idle_timeout`.
 //!
 //! All bookkeeping sits behind one mutex, held only for short, non-blocking updates. The lookup
 //! itself runs without it. Outcomes are shared through `Arc`, so whichever of worker and callers
-//! lets go last frees them.
+//! lets go last frees them. A panic in a worker's bookkeeping (a bug) does not wedge the pool:
+//! the dying worker's counts are given back and its job, if any, is failed (see `WorkerExit`).
 
 use crate::signals::BlockedSignals;
 use crate::wake::{WakeCell, Waker};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How a pool sizes and names its threads.
@@ -34,6 +50,8 @@ pub struct Config {
     pub stack_size: usize,
     /// Name given to worker threads (visible in `ps -L`, gdb, /proc).
     pub thread_name: String,
+    /// Abandoned lookups a zone may hold before its further jobs wait (at least 1).
+    pub max_stuck_per_zone: usize,
 }
 
 /// A snapshot of the pool's counters.
@@ -45,7 +63,7 @@ pub struct Stats {
     pub busy: usize,
     /// Workers waiting for work.
     pub idle: usize,
-    /// Jobs waiting for a worker.
+    /// Jobs waiting for a worker (jobs held back by their zone not included).
     pub queued: usize,
     /// Running lookups that no caller waits for any more.
     pub abandoned: usize,
@@ -53,6 +71,10 @@ pub struct Stats {
     pub coalesced: u64,
     /// Lookups that ran to the end (since the pool began).
     pub completed: u64,
+    /// Zones holding `max_stuck_per_zone` abandoned lookups, whose new jobs wait.
+    pub stuck_zones: usize,
+    /// Queued jobs held back because their zone is stuck.
+    pub waiting_for_zone: usize,
 }
 
 /// How a [`Ticket::wait`] ended.
@@ -64,14 +86,18 @@ pub enum WaitEnd<O> {
     Interrupted,
     /// The deadline passed first; the ticket still waits for the job.
     TimedOut,
-    /// No worker thread could be started and none exists to run the job; carries the OS error.
+    /// No worker thread could be started and none exists to run the job; carries the OS error
+    /// (with its `raw_os_error` when the system gave one).
     NoThread(std::io::Error),
-    /// The lookup function panicked.
+    /// The lookup function (or, through a bug, the pool's own bookkeeping) panicked.
     Panicked,
 }
 
 type JobId = u64;
 type LookupFn<K, O> = dyn Fn(&K) -> O + Send + Sync;
+type ZoneFn<K> = dyn Fn(&K) -> String + Send + Sync;
+/// A zone's name, shared by its jobs.
+type ZoneName = Arc<str>;
 
 /// A pool of worker threads running `lookup` on keys of type `K`, producing outcomes `O`.
 pub struct Pool<K, O> {
@@ -80,18 +106,29 @@ pub struct Pool<K, O> {
 
 struct Shared<K, O> {
     state: Mutex<State<K, O>>,
-    work_ready: Condvar,
     lookup: Box<LookupFn<K, O>>,
+    zone_of: Box<ZoneFn<K>>,
     config: Config,
 }
 
 struct State<K, O> {
     jobs: HashMap<JobId, Job<K, O>>,
-    /// Queued or running jobs by key, for coalescing. A finished job leaves at once.
+    /// Queued or running jobs that a caller still waits for, by key, for coalescing. A job
+    /// leaves when it finishes or when its last caller gives up.
     in_flight: HashMap<Arc<K>, JobId>,
-    queue: VecDeque<JobId>,
+    /// Zones with queued jobs or abandoned lookups.
+    zones: HashMap<ZoneName, Zone>,
+    /// Zones with queued jobs that they may start now, in turn order.
+    ready_zones: VecDeque<ZoneName>,
+    /// Queued jobs of ready zones (the `queued` count).
+    ready_jobs: usize,
+    /// Queued jobs of stuck zones (the `waiting_for_zone` count).
+    held_jobs: usize,
+    /// Zones at the stuck limit.
+    stuck_zones: usize,
     next_id: JobId,
     max_workers: usize,
+    max_stuck_per_zone: usize,
     idle_timeout: Duration,
     workers: usize,
     idle: usize,
@@ -99,12 +136,18 @@ struct State<K, O> {
     abandoned: usize,
     coalesced: u64,
     completed: u64,
+    /// Wake cells of idle workers asleep, most recently idle last. Always at most `idle` long.
+    sleeping_workers: Vec<&'static WakeCell>,
     /// Wake cells of finished waits, for reuse (cells are never freed, see `wake`).
     spare_cells: Vec<&'static WakeCell>,
+    /// Wake cells of retired workers, for reuse. Kept apart from the callers' cells, which
+    /// may receive a late interrupt that no worker should ever see.
+    spare_worker_cells: Vec<&'static WakeCell>,
 }
 
 struct Job<K, O> {
     key: Arc<K>,
+    zone: ZoneName,
     waiters: Vec<&'static WakeCell>,
     progress: Progress<O>,
 }
@@ -117,19 +160,41 @@ enum Progress<O> {
     Panicked,
 }
 
+/// One zone's queued jobs and abandoned lookups.
+#[derive(Default)]
+struct Zone {
+    queue: VecDeque<JobId>,
+    /// Running lookups of this zone that every caller abandoned.
+    abandoned: usize,
+    /// At the stuck limit: queued jobs wait.
+    stuck: bool,
+    /// Listed in `ready_zones`.
+    ready: bool,
+}
+
 impl<K, O> Pool<K, O>
 where
     K: Eq + Hash + Send + Sync + 'static,
     O: Send + Sync + 'static,
 {
-    /// Creates a pool; no thread starts until the first submission.
-    pub fn new(config: Config, lookup: impl Fn(&K) -> O + Send + Sync + 'static) -> Self {
+    /// Creates a pool; no thread starts until the first submission. `zone_of` names the zone
+    /// of a key (see the module documentation); it runs on the submitting thread.
+    pub fn new(
+        config: Config,
+        zone_of: impl Fn(&K) -> String + Send + Sync + 'static,
+        lookup: impl Fn(&K) -> O + Send + Sync + 'static,
+    ) -> Self {
         let state = State {
             jobs: HashMap::new(),
             in_flight: HashMap::new(),
-            queue: VecDeque::new(),
+            zones: HashMap::new(),
+            ready_zones: VecDeque::new(),
+            ready_jobs: 0,
+            held_jobs: 0,
+            stuck_zones: 0,
             next_id: 0,
             max_workers: config.max_workers.max(1),
+            max_stuck_per_zone: config.max_stuck_per_zone.max(1),
             idle_timeout: config.idle_timeout,
             workers: 0,
             idle: 0,
@@ -137,35 +202,33 @@ where
             abandoned: 0,
             coalesced: 0,
             completed: 0,
+            sleeping_workers: Vec::new(),
             spare_cells: Vec::new(),
+            spare_worker_cells: Vec::new(),
         };
         Pool {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
-                work_ready: Condvar::new(),
                 lookup: Box::new(lookup),
+                zone_of: Box::new(zone_of),
                 config,
             }),
         }
     }
 
-    /// Starts a lookup of `key`, or joins the identical one already queued or running.
+    /// Starts a lookup of `key`, or joins the identical one that callers already wait for.
     pub fn submit(&self, key: K) -> Ticket<K, O> {
-        let mut state = self.shared.lock();
+        let zone: ZoneName = (self.shared.zone_of)(&key).into();
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
         let cell = state.spare_cells.pop().unwrap_or_else(WakeCell::leak_new);
         cell.reset();
         if let Some(&id) = state.in_flight.get(&key) {
             state.coalesced += 1;
-            let job = state
-                .jobs
-                .get_mut(&id)
-                .expect("in-flight job is registered");
-            let was_abandoned = job.waiters.is_empty();
-            job.waiters.push(cell);
-            if was_abandoned {
-                state.abandoned -= 1;
+            if let Some(job) = state.jobs.get_mut(&id) {
+                job.waiters.push(cell);
+                return self.ticket(id, cell);
             }
-            return self.ticket(id, cell);
         }
         let id = state.next_id;
         state.next_id += 1;
@@ -175,12 +238,13 @@ where
             id,
             Job {
                 key,
+                zone: Arc::clone(&zone),
                 waiters: vec![cell],
                 progress: Progress::Queued,
             },
         );
-        state.queue.push_back(id);
-        self.shared.staff_queue(state);
+        state.enqueue(id, zone);
+        self.shared.staff(guard);
         self.ticket(id, cell)
     }
 
@@ -200,11 +264,28 @@ where
             workers: state.workers,
             busy: state.busy,
             idle: state.idle,
-            queued: state.queue.len(),
+            queued: state.ready_jobs,
             abandoned: state.abandoned,
             coalesced: state.coalesced,
             completed: state.completed,
+            stuck_zones: state.stuck_zones,
+            waiting_for_zone: state.held_jobs,
         }
+    }
+
+    /// The zones holding abandoned lookups, with how many each holds, most first (then by
+    /// name). At most `max_workers` lookups can be stuck, so the list stays short.
+    pub fn abandoned_by_zone(&self) -> Vec<(String, usize)> {
+        let state = self.shared.lock();
+        let mut zones: Vec<(String, usize)> = state
+            .zones
+            .iter()
+            .filter(|(_, zone)| zone.abandoned > 0)
+            .map(|(name, zone)| (name.to_string(), zone.abandoned))
+            .collect();
+        drop(state);
+        zones.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        zones
     }
 
     /// The cap on worker threads.
@@ -217,13 +298,162 @@ where
     pub fn set_max_workers(&self, max_workers: usize) {
         let mut state = self.shared.lock();
         state.max_workers = max_workers.max(1);
-        self.shared.staff_queue(state);
+        self.shared.staff(state);
+    }
+
+    /// Changes how many abandoned lookups a zone may hold before its jobs wait (at least 1).
+    pub fn set_max_stuck_per_zone(&self, max_stuck: usize) {
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
+        state.max_stuck_per_zone = max_stuck.max(1);
+        let names: Vec<ZoneName> = state.zones.keys().cloned().collect();
+        for name in &names {
+            state.refresh_zone(name);
+        }
+        self.shared.staff(guard);
     }
 
     /// Changes how long idle workers linger; workers idle right now apply it at once.
     pub fn set_idle_timeout(&self, idle_timeout: Duration) {
-        self.shared.lock().idle_timeout = idle_timeout;
-        self.shared.work_ready.notify_all();
+        let state = &mut *self.shared.lock();
+        state.idle_timeout = idle_timeout;
+        // Wake them without taking them off the stack: each looks at its retirement time
+        // and goes back to sleep in its place.
+        for cell in &state.sleeping_workers {
+            cell.notify_done();
+        }
+    }
+}
+
+impl<K, O> State<K, O> {
+    /// Puts job `id` at the end of its zone's queue.
+    fn enqueue(&mut self, id: JobId, zone: ZoneName) {
+        let entry = self.zones.entry(Arc::clone(&zone)).or_default();
+        entry.queue.push_back(id);
+        if entry.stuck {
+            self.held_jobs += 1;
+        } else {
+            self.ready_jobs += 1;
+        }
+        self.refresh_zone(&zone);
+    }
+
+    /// The next job to run: the first of the zone whose turn it is.
+    fn take_job(&mut self) -> Option<JobId> {
+        while let Some(name) = self.ready_zones.pop_front() {
+            let Some(zone) = self.zones.get_mut(&name) else {
+                continue;
+            };
+            zone.ready = false;
+            let next = zone.queue.pop_front();
+            if next.is_some() {
+                self.ready_jobs = self.ready_jobs.saturating_sub(1);
+            }
+            // Back at the end of the line if it has more.
+            self.refresh_zone(&name);
+            if next.is_some() {
+                return next;
+            }
+        }
+        None
+    }
+
+    /// Takes queued job `id` out of its zone's queue.
+    fn withdraw(&mut self, id: JobId, name: &ZoneName) {
+        let Some(zone) = self.zones.get_mut(name) else {
+            return;
+        };
+        // Callers mostly give up in the order they came, so look from the front.
+        if let Some(at) = zone.queue.iter().position(|queued| *queued == id) {
+            zone.queue.remove(at);
+            if zone.stuck {
+                self.held_jobs = self.held_jobs.saturating_sub(1);
+            } else {
+                self.ready_jobs = self.ready_jobs.saturating_sub(1);
+            }
+        }
+        self.refresh_zone(name);
+    }
+
+    /// Re-establishes zone `name`'s flags after a change: stuck or not, in the turn order or
+    /// not, kept or dropped. The one place that moves jobs between `queued` and
+    /// `waiting_for_zone`.
+    fn refresh_zone(&mut self, name: &ZoneName) {
+        let Some(zone) = self.zones.get_mut(name) else {
+            return;
+        };
+        let stuck = zone.abandoned >= self.max_stuck_per_zone;
+        if stuck != zone.stuck {
+            zone.stuck = stuck;
+            let waiting = zone.queue.len();
+            if stuck {
+                self.stuck_zones += 1;
+                self.ready_jobs = self.ready_jobs.saturating_sub(waiting);
+                self.held_jobs += waiting;
+            } else {
+                self.stuck_zones = self.stuck_zones.saturating_sub(1);
+                self.held_jobs = self.held_jobs.saturating_sub(waiting);
+                self.ready_jobs += waiting;
+            }
+        }
+        let ready = !zone.stuck && !zone.queue.is_empty();
+        if ready != zone.ready {
+            zone.ready = ready;
+            if ready {
+                self.ready_zones.push_back(Arc::clone(name));
+            } else {
+                self.ready_zones.retain(|listed| listed != name);
+            }
+        }
+        if zone.queue.is_empty() && zone.abandoned == 0 {
+            // Neither stuck nor listed (both need one of the two).
+            self.zones.remove(name);
+        }
+    }
+
+    /// Drops `key` from the coalescing table if it still names job `id`.
+    fn forget(&mut self, key: &Arc<K>, id: JobId)
+    where
+        K: Eq + Hash,
+    {
+        if self.in_flight.get(key) == Some(&id) {
+            self.in_flight.remove(key);
+        }
+    }
+
+    /// Counts one more abandoned lookup in zone `name`.
+    fn add_abandoned(&mut self, name: &ZoneName) {
+        self.abandoned += 1;
+        self.zones.entry(Arc::clone(name)).or_default().abandoned += 1;
+        self.refresh_zone(name);
+    }
+
+    /// Counts one abandoned lookup of zone `name` as ended.
+    fn end_abandoned(&mut self, name: &ZoneName) {
+        self.abandoned = self.abandoned.saturating_sub(1);
+        if let Some(zone) = self.zones.get_mut(name) {
+            zone.abandoned = zone.abandoned.saturating_sub(1);
+        }
+        self.refresh_zone(name);
+    }
+
+    /// Takes `cell` off the stack of sleeping workers if it is there.
+    fn unstack(&mut self, cell: &'static WakeCell) {
+        if let Some(at) = self
+            .sleeping_workers
+            .iter()
+            .rposition(|sleeping| std::ptr::eq(*sleeping, cell))
+        {
+            self.sleeping_workers.remove(at);
+        }
+    }
+}
+
+/// A copy of an OS error that keeps its error number.
+fn copy_error(error: &std::io::Error) -> std::io::Error {
+    match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(error.kind(), error.to_string()),
     }
 }
 
@@ -233,27 +463,52 @@ where
     O: Send + Sync + 'static,
 {
     fn lock(&self) -> MutexGuard<'_, State<K, O>> {
-        // No code panics while holding the lock, but never let a poisoned flag wedge lookups.
+        // A panicking worker gives its counts back (see WorkerExit): never let the poisoned
+        // flag it leaves wedge lookups.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes sure queued jobs have workers: wakes an idle one (never the whole idle crowd:
-    /// callers add at most one job each time), starts new ones up to the cap.
-    fn staff_queue<'a>(self: &'a Arc<Self>, mut state: MutexGuard<'a, State<K, O>>) {
-        if !state.queue.is_empty() && state.idle > 0 {
-            self.work_ready.notify_one();
+    /// Makes sure ready jobs have workers: wakes the most recently idle sleepers for jobs that
+    /// no awake idle worker will take, then starts new workers up to the cap.
+    /// Sleepers are woken after the lock is released, so that they do not wake only to wait
+    /// for it.
+    fn staff<'a>(self: &'a Arc<Self>, mut state: MutexGuard<'a, State<K, O>>) {
+        let mut wake = Vec::new();
+        loop {
+            let awake_idle = state.idle.saturating_sub(state.sleeping_workers.len());
+            if state.ready_jobs <= awake_idle {
+                break;
+            }
+            match state.sleeping_workers.pop() {
+                Some(cell) => wake.push(cell),
+                None => break,
+            }
         }
-        while state.queue.len() > state.idle && state.workers < state.max_workers {
+        if !wake.is_empty() {
+            // Off the stack, they already count as awake and idle.
+            drop(state);
+            for cell in wake {
+                cell.notify_done();
+            }
+            state = self.lock();
+        }
+        while state.ready_jobs > state.idle && state.workers < state.max_workers {
             state.workers += 1;
             state.idle += 1;
+            let cell = state
+                .spare_worker_cells
+                .pop()
+                .unwrap_or_else(WakeCell::leak_new);
+            cell.reset();
             drop(state);
-            let spawned = self.spawn_worker();
+            let spawned = self.spawn_worker(cell);
             state = self.lock();
             if let Err(error) = spawned {
                 state.workers -= 1;
                 state.idle -= 1;
+                state.spare_worker_cells.push(cell);
                 if state.workers == 0 {
                     // Nobody will ever run the queued jobs: fail them rather than hang.
                     Self::fail_queue(&mut state, &error);
@@ -264,85 +519,131 @@ where
         }
     }
 
+    /// Fails every queued job, held ones included, with `error`.
     fn fail_queue(state: &mut State<K, O>, error: &std::io::Error) {
-        while let Some(id) = state.queue.pop_front() {
-            let job = state.jobs.get_mut(&id).expect("queued job is registered");
-            job.progress = Progress::NoThread(std::io::Error::new(error.kind(), error.to_string()));
-            for cell in &job.waiters {
-                cell.notify_done();
+        let names: Vec<ZoneName> = state.zones.keys().cloned().collect();
+        for name in names {
+            let Some(zone) = state.zones.get_mut(&name) else {
+                continue;
+            };
+            let queued: Vec<JobId> = zone.queue.drain(..).collect();
+            if zone.stuck {
+                state.held_jobs = state.held_jobs.saturating_sub(queued.len());
+            } else {
+                state.ready_jobs = state.ready_jobs.saturating_sub(queued.len());
             }
-            let key = Arc::clone(&job.key);
-            state.in_flight.remove(&key);
+            for id in queued {
+                let Some(job) = state.jobs.get_mut(&id) else {
+                    continue;
+                };
+                job.progress = Progress::NoThread(copy_error(error));
+                for cell in &job.waiters {
+                    cell.notify_done();
+                }
+                let key = Arc::clone(&job.key);
+                state.forget(&key, id);
+            }
+            state.refresh_zone(&name);
         }
     }
 
-    fn spawn_worker(self: &Arc<Self>) -> std::io::Result<()> {
+    fn spawn_worker(self: &Arc<Self>, cell: &'static WakeCell) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(code) = tests::take_spawn_failure() {
+            return Err(std::io::Error::from_raw_os_error(code));
+        }
         let shared = Arc::clone(self);
         // The new thread inherits a fully blocked signal mask (see `signals`).
         let _blocked = BlockedSignals::block_all();
         std::thread::Builder::new()
             .name(self.config.thread_name.clone())
             .stack_size(self.config.stack_size)
-            .spawn(move || shared.work())
+            .spawn(move || shared.work(cell))
             .map(drop)
     }
 
-    /// A worker's life: take queued jobs, idle for a while when there are none, then exit.
-    /// A new worker starts counted as idle (by `staff_queue`), so that a job queued while
-    /// the thread starts up does not make `staff_queue` start yet another one.
-    fn work(&self) {
+    /// A worker's life: take queued jobs, sleep on the idle stack when there are none, retire
+    /// after `idle_timeout` without work. A new worker starts counted as idle (by `staff`), so
+    /// that a job queued while the thread starts up does not make `staff` start another one.
+    fn work(self: &Arc<Self>, cell: &'static WakeCell) {
+        let mut exit = WorkerExit {
+            shared: self,
+            cell,
+            phase: Phase::Idle,
+        };
         let mut state = self.lock();
+        let mut idle_since = Instant::now();
         loop {
-            let idle_since = Instant::now();
-            while state.queue.is_empty() {
-                let now = Instant::now();
-                let retire_at = idle_since + state.idle_timeout;
-                if now >= retire_at {
+            state.unstack(cell);
+            if let Some(id) = state.take_job() {
+                state.idle -= 1;
+                exit.phase = Phase::Busy(id);
+                state = self.run(state, id);
+                state.idle += 1;
+                exit.phase = Phase::Idle;
+                #[cfg(test)]
+                tests::maybe_panic_in_bookkeeping();
+                if state.workers > state.max_workers {
                     state.idle -= 1;
                     state.workers -= 1;
+                    state.spare_worker_cells.push(cell);
+                    exit.phase = Phase::Gone;
                     return;
                 }
-                state = self
-                    .work_ready
-                    .wait_timeout(state, retire_at - now)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .0;
+                idle_since = Instant::now();
+                // Ending an abandoned lookup may have let a stuck zone's jobs go.
+                self.staff(state);
+                state = self.lock();
+                continue;
             }
-            state.idle -= 1;
-            let id = state.queue.pop_front().expect("queue is not empty");
-            state = self.run(state, id);
-            if state.workers > state.max_workers {
+            // A huge idle timeout means "never retire", not an overflow.
+            let retire_at = idle_since.checked_add(state.idle_timeout);
+            if retire_at.is_some_and(|retire_at| Instant::now() >= retire_at) {
+                state.idle -= 1;
                 state.workers -= 1;
+                state.spare_worker_cells.push(cell);
+                exit.phase = Phase::Gone;
                 return;
             }
-            state.idle += 1;
+            state.sleeping_workers.push(cell);
+            drop(state);
+            // A job handed over between the unlock and this sleep raised the done flag, so
+            // the sleep returns at once: no wake-up is lost.
+            cell.sleep(retire_at);
+            state = self.lock();
         }
     }
 
     /// Runs job `id` without the lock, then hands its outcome to the waiters.
     fn run<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State<K, O>>,
+        mut guard: MutexGuard<'a, State<K, O>>,
         id: JobId,
     ) -> MutexGuard<'a, State<K, O>> {
-        let job = state.jobs.get_mut(&id).expect("queued job is registered");
+        let Some(job) = guard.jobs.get_mut(&id) else {
+            return guard;
+        };
         job.progress = Progress::Running;
         let key = Arc::clone(&job.key);
-        state.busy += 1;
-        drop(state);
+        guard.busy += 1;
+        drop(guard);
 
         let result = catch_unwind(AssertUnwindSafe(|| (self.lookup)(&key)));
 
-        let mut state = self.lock();
-        state.busy -= 1;
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.busy = state.busy.saturating_sub(1);
         state.completed += 1;
-        state.in_flight.remove(&key);
-        let job = state.jobs.get_mut(&id).expect("running job is registered");
+        let Some(job) = state.jobs.get_mut(&id) else {
+            return guard;
+        };
         if job.waiters.is_empty() {
-            state.abandoned -= 1;
+            // Abandoned: already forgotten; its zone may start another lookup now.
+            let zone = Arc::clone(&job.zone);
             state.jobs.remove(&id);
+            state.end_abandoned(&zone);
             // The outcome nobody waits for drops here, after the lock.
-            drop(state);
+            drop(guard);
             drop(result);
             return self.lock();
         }
@@ -350,10 +651,86 @@ where
             Ok(outcome) => Progress::Finished(Arc::new(outcome)),
             Err(_) => Progress::Panicked,
         };
-        for cell in &job.waiters {
+        let waiters = job.waiters.clone();
+        state.forget(&key, id);
+        // Wake the waiters once the lock is free for them to collect the outcome.
+        drop(guard);
+        for cell in waiters {
             cell.notify_done();
         }
-        state
+        self.lock()
+    }
+}
+
+/// What a worker is doing, for [`WorkerExit`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Counted in `idle`.
+    Idle,
+    /// Counted in `busy`, running (or about to run) this job.
+    Busy(JobId),
+    /// Left the counts the regular way.
+    Gone,
+}
+
+/// Gives a worker's counts back if its thread unwinds from a panic outside the lookup (a bug
+/// in the bookkeeping): without this, the pool would count a dead worker forever and, once
+/// all were dead, queue jobs that nobody runs. Its job, if any, fails as `Panicked`; ready
+/// jobs get a new worker.
+struct WorkerExit<'a, K, O>
+where
+    K: Eq + Hash + Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    shared: &'a Arc<Shared<K, O>>,
+    cell: &'static WakeCell,
+    phase: Phase,
+}
+
+impl<K, O> Drop for WorkerExit<'_, K, O>
+where
+    K: Eq + Hash + Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if self.phase == Phase::Gone {
+            return;
+        }
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
+        state.unstack(self.cell);
+        state.workers = state.workers.saturating_sub(1);
+        match self.phase {
+            Phase::Idle => state.idle = state.idle.saturating_sub(1),
+            Phase::Busy(id) => {
+                // The panic came before or after the lookup, whose own panics are caught:
+                // `busy` may or may not count it. Recount from the jobs table instead.
+                if let Some(job) = state.jobs.get_mut(&id) {
+                    if matches!(job.progress, Progress::Running | Progress::Queued) {
+                        let key = Arc::clone(&job.key);
+                        let zone = Arc::clone(&job.zone);
+                        if job.waiters.is_empty() {
+                            state.jobs.remove(&id);
+                            state.end_abandoned(&zone);
+                        } else {
+                            job.progress = Progress::Panicked;
+                            for cell in &job.waiters {
+                                cell.notify_done();
+                            }
+                            state.forget(&key, id);
+                        }
+                    }
+                }
+                state.busy = state
+                    .jobs
+                    .values()
+                    .filter(|job| matches!(job.progress, Progress::Running))
+                    .count();
+            }
+            Phase::Gone => {}
+        }
+        state.spare_worker_cells.push(self.cell);
+        self.shared.staff(guard);
     }
 }
 
@@ -394,19 +771,17 @@ where
         assert!(!self.settled, "a settled ticket cannot wait again");
         loop {
             {
-                let mut state = self.shared.lock();
-                let job = state.jobs.get(&self.id).expect("waited job is registered");
-                let end = match &job.progress {
-                    Progress::Finished(outcome) => Some(WaitEnd::Done(Arc::clone(outcome))),
-                    Progress::NoThread(error) => Some(WaitEnd::NoThread(std::io::Error::new(
-                        error.kind(),
-                        error.to_string(),
-                    ))),
-                    Progress::Panicked => Some(WaitEnd::Panicked),
-                    Progress::Queued | Progress::Running => None,
+                let mut guard = self.shared.lock();
+                let state = &mut *guard;
+                let end = match state.jobs.get(&self.id).map(|job| &job.progress) {
+                    Some(Progress::Finished(outcome)) => Some(WaitEnd::Done(Arc::clone(outcome))),
+                    Some(Progress::NoThread(error)) => Some(WaitEnd::NoThread(copy_error(error))),
+                    // A job missing while a ticket waits would be a bug; report, never hang.
+                    Some(Progress::Panicked) | None => Some(WaitEnd::Panicked),
+                    Some(Progress::Queued | Progress::Running) => None,
                 };
                 if let Some(end) = end {
-                    leave(&mut state, self.id, self.cell);
+                    leave(state, self.id, self.cell);
                     self.settled = true;
                     return end;
                 }
@@ -424,22 +799,30 @@ where
     }
 }
 
-/// Removes the waiter `cell` from job `id`, withdrawing or releasing the job as needed.
+/// Removes the waiter `cell` from job `id`, withdrawing or forgetting the job when it was the
+/// last.
 fn leave<K: Eq + Hash, O>(state: &mut State<K, O>, id: JobId, cell: &'static WakeCell) {
-    let job = state.jobs.get_mut(&id).expect("left job is registered");
-    job.waiters.retain(|waiter| !std::ptr::eq(*waiter, cell));
     state.spare_cells.push(cell);
+    let Some(job) = state.jobs.get_mut(&id) else {
+        return;
+    };
+    job.waiters.retain(|waiter| !std::ptr::eq(*waiter, cell));
     if !job.waiters.is_empty() {
         return;
     }
+    let key = Arc::clone(&job.key);
+    let zone = Arc::clone(&job.zone);
     match job.progress {
         Progress::Queued => {
-            let key = Arc::clone(&job.key);
-            state.queue.retain(|queued| *queued != id);
-            state.in_flight.remove(&key);
+            state.withdraw(id, &zone);
+            state.forget(&key, id);
             state.jobs.remove(&id);
         }
-        Progress::Running => state.abandoned += 1,
+        Progress::Running => {
+            // Forget it at once: the next identical call starts a fresh lookup.
+            state.forget(&key, id);
+            state.add_abandoned(&zone);
+        }
         Progress::Finished(_) | Progress::NoThread(_) | Progress::Panicked => {
             state.jobs.remove(&id);
         }
@@ -455,6 +838,79 @@ where
         if !self.settled {
             leave(&mut self.shared.lock(), self.id, self.cell);
             self.settled = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Faults that only a bug or an exhausted system produce, injected to prove the pool
+    //! survives them. Each test injects through its own thread-safe switch; tests that use
+    //! them run one at a time.
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+    static SPAWN_FAILURE: AtomicI32 = AtomicI32::new(0);
+    static PANIC_ONCE: AtomicBool = AtomicBool::new(false);
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    /// The error number the next thread creation fails with, if one was injected.
+    pub(super) fn take_spawn_failure() -> Option<i32> {
+        match SPAWN_FAILURE.swap(0, Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Panics once, where a worker's bookkeeping runs, if asked to.
+    pub(super) fn maybe_panic_in_bookkeeping() {
+        if PANIC_ONCE.swap(false, Ordering::SeqCst) {
+            panic!("injected panic in the worker's bookkeeping");
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            max_workers: 2,
+            idle_timeout: Duration::from_secs(10),
+            stack_size: 64 * 1024,
+            thread_name: "igai-unit".into(),
+            max_stuck_per_zone: 2,
+        }
+    }
+
+    fn pool() -> Pool<u32, u32> {
+        Pool::new(config(), |_: &u32| "zone".to_owned(), |key: &u32| *key + 1)
+    }
+
+    #[test]
+    fn a_failed_thread_creation_keeps_its_error_number() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pool();
+        SPAWN_FAILURE.store(libc::ENOMEM, Ordering::SeqCst);
+        match pool.submit(1).wait(None) {
+            WaitEnd::NoThread(error) => assert_eq!(error.raw_os_error(), Some(libc::ENOMEM)),
+            other => panic!("expected NoThread, got {other:?}"),
+        }
+        // The failure was the system's, not the pool's: the next submission works.
+        assert!(matches!(pool.submit(2).wait(None), WaitEnd::Done(v) if *v == 3));
+    }
+
+    #[test]
+    fn a_panic_in_a_workers_bookkeeping_does_not_wedge_the_pool() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pool();
+        PANIC_ONCE.store(true, Ordering::SeqCst);
+        // The lookup itself succeeds; the worker dies just after handing the outcome over.
+        assert!(matches!(pool.submit(1).wait(None), WaitEnd::Done(v) if *v == 2));
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while pool.stats().workers != 0 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.workers, stats.idle, stats.busy), (0, 0, 0));
+        for key in 10..20 {
+            assert!(matches!(pool.submit(key).wait(None), WaitEnd::Done(v) if *v == key + 1));
         }
     }
 }

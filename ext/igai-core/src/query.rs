@@ -2,6 +2,7 @@
 
 use crate::lookup::{AddrQuery, Outcome};
 use crate::nameinfo::{NameOutcome, NameQuery};
+use crate::zone;
 
 /// A lookup for the worker pool. Equal queries are coalesced.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,6 +26,20 @@ impl Query {
         match self {
             Query::Addresses(query) => Answer::Addresses(query.run()),
             Query::Names(query) => Answer::Names(query.run()),
+        }
+    }
+
+    /// The zone whose outage would stall this lookup, for the pool's per-zone limit on
+    /// abandoned lookups (see [`zone`] for the choices).
+    pub fn zone(&self) -> String {
+        match self {
+            Query::Addresses(query) => match &query.host {
+                None => zone::NO_HOST.to_owned(),
+                Some(host) => zone::of_name(host.to_bytes()),
+            },
+            Query::Names(query) => {
+                zone::of_sockaddr(&query.sockaddr).unwrap_or_else(|| zone::NO_HOST.to_owned())
+            }
         }
     }
 }

@@ -28,12 +28,17 @@ pub type Resolver = Pool<Query, Answer>;
 pub const DEFAULT_MAX_WORKERS: usize = 64;
 /// Default time an idle lookup thread waits for work before it exits.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of abandoned lookups one zone may hold before its new lookups wait: two
+/// lets a retry after one lost packet start at once, and keeps 20 dead zones (40 stuck
+/// workers) from filling the default pool.
+pub const DEFAULT_MAX_STUCK_PER_ZONE: usize = 2;
 /// Stack of a lookup thread. getaddrinfo(3) with glibc's DNS, files and myhostname modules
 /// uses a few tens of KiB; 256 KiB leaves ample room for other NSS modules while keeping
 /// the address space of a full pool small. Only touched pages cost memory.
 pub const STACK_SIZE: usize = 256 * 1024;
 
 static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS);
+static MAX_STUCK_PER_ZONE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STUCK_PER_ZONE);
 static IDLE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_millis() as u64);
 static CURRENT: AtomicPtr<Resolver> = AtomicPtr::new(std::ptr::null_mut());
 static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
@@ -64,8 +69,9 @@ pub fn resolver() -> &'static Resolver {
         idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed)),
         stack_size: stack_size(),
         thread_name: "igai-resolver".to_owned(),
+        max_stuck_per_zone: MAX_STUCK_PER_ZONE.load(Ordering::Relaxed),
     };
-    let fresh = Box::into_raw(Box::new(Pool::new(config, Query::run)));
+    let fresh = Box::into_raw(Box::new(Pool::new(config, Query::zone, Query::run)));
     match CURRENT.compare_exchange(
         std::ptr::null_mut(),
         fresh,
@@ -99,6 +105,19 @@ pub fn set_max_workers(max_workers: usize) {
 /// The cap on lookup threads.
 pub fn max_workers() -> usize {
     MAX_WORKERS.load(Ordering::Relaxed)
+}
+
+/// Sets how many abandoned lookups one zone may hold before its new lookups wait (at least
+/// 1), for this pool and any made after a fork.
+pub fn set_max_stuck_per_zone(max_stuck: usize) {
+    let max_stuck = max_stuck.max(1);
+    MAX_STUCK_PER_ZONE.store(max_stuck, Ordering::Relaxed);
+    resolver().set_max_stuck_per_zone(max_stuck);
+}
+
+/// How many abandoned lookups one zone may hold before its new lookups wait.
+pub fn max_stuck_per_zone() -> usize {
+    MAX_STUCK_PER_ZONE.load(Ordering::Relaxed)
 }
 
 /// Sets how long idle lookup threads linger. Applies to pools created afterwards and, through

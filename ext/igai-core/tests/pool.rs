@@ -12,6 +12,8 @@ struct Gates {
     open: Mutex<HashMap<u32, bool>>,
     changed: Condvar,
     calls: Mutex<HashMap<u32, usize>>,
+    /// Keys in the order their lookups started.
+    started: Mutex<Vec<u32>>,
 }
 
 impl Gates {
@@ -19,6 +21,7 @@ impl Gates {
         let gates = Arc::clone(self);
         move |key: &u32| {
             *gates.calls.lock().unwrap().entry(*key).or_default() += 1;
+            gates.started.lock().unwrap().push(*key);
             let mut open = gates.open.lock().unwrap();
             while !open.get(key).copied().unwrap_or(false) {
                 open = gates.changed.wait(open).unwrap();
@@ -30,6 +33,10 @@ impl Gates {
     fn open(&self, key: u32) {
         self.open.lock().unwrap().insert(key, true);
         self.changed.notify_all();
+    }
+
+    fn started(&self) -> Vec<u32> {
+        self.started.lock().unwrap().clone()
     }
 
     fn calls(&self, key: u32) -> usize {
@@ -62,7 +69,17 @@ fn config(max_workers: usize) -> Config {
         idle_timeout: Duration::from_secs(10),
         stack_size: 64 * 1024,
         thread_name: "igai-test".into(),
+        max_stuck_per_zone: 2,
     }
+}
+
+/// Keys fall in zones of a hundred: 0..=99 in "z0", 100..=199 in "z1" and so on.
+fn zone_of(key: &u32) -> String {
+    format!("z{}", key / 100)
+}
+
+fn pool(config: Config, gates: &Arc<Gates>) -> Pool<u32, Outcome> {
+    Pool::new(config, zone_of, gates.lookup())
 }
 
 /// Polls `stats` until `done` holds; fails the test when it does not within 10 s.
@@ -113,7 +130,7 @@ fn done_value(end: WaitEnd<Outcome>) -> u32 {
 #[test]
 fn an_idle_worker_takes_the_next_job_instead_of_a_new_thread() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     gates.open(1);
     gates.open(2);
     assert_eq!(done_value(pool.submit(1).wait_bounded()), 10);
@@ -127,7 +144,7 @@ fn an_idle_worker_takes_the_next_job_instead_of_a_new_thread() {
 #[test]
 fn jobs_beyond_the_cap_wait_in_the_queue_and_run_later() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(2), gates.lookup());
+    let pool = pool(config(2), &gates);
     let mut tickets: Vec<_> = (1..=5).map(|key| pool.submit(key)).collect();
     let stats = eventually(&pool, |s| s.busy == 2);
     assert_eq!((stats.workers, stats.busy, stats.queued), (2, 2, 3));
@@ -145,7 +162,7 @@ fn jobs_beyond_the_cap_wait_in_the_queue_and_run_later() {
 #[test]
 fn a_queued_job_whose_caller_gives_up_is_withdrawn_and_never_runs() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(1), gates.lookup());
+    let pool = pool(config(1), &gates);
     let mut running = pool.submit(1);
     eventually(&pool, |s| s.busy == 1);
     let mut queued = pool.submit(2);
@@ -163,7 +180,7 @@ fn a_queued_job_whose_caller_gives_up_is_withdrawn_and_never_runs() {
 #[test]
 fn identical_keys_share_one_lookup_and_one_waiter_leaving_does_not_disturb_the_others() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     let mut first = pool.submit(7);
     let second = pool.submit(7);
     let mut third = pool.submit(7);
@@ -181,7 +198,7 @@ fn identical_keys_share_one_lookup_and_one_waiter_leaving_does_not_disturb_the_o
 #[test]
 fn a_finished_lookup_is_not_reused_by_later_callers() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     gates.open(3);
     done_value(pool.submit(3).wait_bounded());
     done_value(pool.submit(3).wait_bounded());
@@ -193,7 +210,7 @@ fn idle_workers_retire_after_the_idle_timeout() {
     let gates = Arc::new(Gates::default());
     let mut cfg = config(4);
     cfg.idle_timeout = Duration::from_millis(30);
-    let pool = Pool::new(cfg, gates.lookup());
+    let pool = pool(cfg, &gates);
     gates.open(1);
     gates.open(2);
     let mut a = pool.submit(1);
@@ -208,7 +225,7 @@ fn idle_workers_retire_after_the_idle_timeout() {
 #[test]
 fn shortening_the_idle_timeout_retires_workers_already_idle() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     gates.open(1);
     done_value(pool.submit(1).wait_bounded());
     eventually(&pool, |s| s.idle == 1);
@@ -219,7 +236,7 @@ fn shortening_the_idle_timeout_retires_workers_already_idle() {
 #[test]
 fn an_abandoned_lookup_keeps_its_worker_until_it_ends_and_then_frees_its_outcome() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     let before = LIVE_OUTCOMES.load(Ordering::SeqCst);
     let ticket = pool.submit(11);
     eventually(&pool, |s| s.busy == 1);
@@ -235,7 +252,7 @@ fn an_abandoned_lookup_keeps_its_worker_until_it_ends_and_then_frees_its_outcome
 #[test]
 fn the_last_waiter_to_let_go_frees_the_outcome() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     let before = LIVE_OUTCOMES.load(Ordering::SeqCst);
     let mut one = pool.submit(12);
     let mut two = pool.submit(12);
@@ -254,24 +271,51 @@ fn the_last_waiter_to_let_go_frees_the_outcome() {
 }
 
 #[test]
-fn joining_an_abandoned_lookup_makes_it_wanted_again() {
+fn an_abandoned_lookup_is_forgotten_and_the_same_key_starts_a_fresh_lookup() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
+    let before = LIVE_OUTCOMES.load(Ordering::SeqCst);
     let first = pool.submit(13);
     eventually(&pool, |s| s.busy == 1);
     drop(first);
     assert_eq!(pool.stats().abandoned, 1);
+    // The first lookup may never answer (a lost packet): the retry must not join it.
     let mut again = pool.submit(13);
-    assert_eq!(pool.stats().abandoned, 0);
+    eventually(&pool, |_| gates.calls(13) == 2);
+    assert_eq!(gates.calls(13), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.busy, stats.abandoned, stats.coalesced), (2, 1, 0));
     gates.open(13);
     assert_eq!(done_value(again.wait_bounded()), 130);
-    assert_eq!(gates.calls(13), 1);
+    let stats = eventually(&pool, |s| s.busy == 0);
+    assert_eq!(stats.abandoned, 0);
+    assert_eq!(
+        LIVE_OUTCOMES.load(Ordering::SeqCst),
+        before,
+        "the forgotten outcome is dropped"
+    );
+}
+
+#[test]
+fn callers_still_waiting_keep_sharing_a_lookup_that_one_of_them_left() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    let first = pool.submit(15);
+    let mut second = pool.submit(15);
+    eventually(&pool, |s| s.busy == 1);
+    drop(first);
+    let mut third = pool.submit(15);
+    assert_eq!(pool.stats().abandoned, 0);
+    gates.open(15);
+    assert_eq!(done_value(second.wait_bounded()), 150);
+    assert_eq!(done_value(third.wait_bounded()), 150);
+    assert_eq!(gates.calls(15), 1);
 }
 
 #[test]
 fn an_interrupt_ends_the_wait_but_keeps_the_ticket_waiting() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(4), gates.lookup());
+    let pool = pool(config(4), &gates);
     let mut ticket = pool.submit(14);
     let waker = ticket.waker();
     let interrupter = std::thread::spawn(move || {
@@ -288,7 +332,7 @@ fn an_interrupt_ends_the_wait_but_keeps_the_ticket_waiting() {
 #[test]
 fn raising_the_cap_starts_workers_for_queued_jobs() {
     let gates = Arc::new(Gates::default());
-    let pool = Pool::new(config(1), gates.lookup());
+    let pool = pool(config(1), &gates);
     let _first = pool.submit(21);
     let mut second = pool.submit(22);
     eventually(&pool, |s| s.busy == 1 && s.queued == 1);
@@ -303,7 +347,7 @@ fn a_thread_that_cannot_be_created_fails_the_job_with_the_os_error() {
     let gates = Arc::new(Gates::default());
     let mut cfg = config(4);
     cfg.stack_size = usize::MAX / 2; // no system can map this
-    let pool = Pool::new(cfg, gates.lookup());
+    let pool = pool(cfg, &gates);
     let mut ticket = pool.submit(1);
     assert!(matches!(ticket.wait_bounded(), WaitEnd::NoThread(_)));
     let stats = pool.stats();
@@ -312,7 +356,7 @@ fn a_thread_that_cannot_be_created_fails_the_job_with_the_os_error() {
 
 #[test]
 fn a_panicking_lookup_reports_the_panic_and_the_worker_survives() {
-    let pool: Pool<u32, u32> = Pool::new(config(1), |key: &u32| {
+    let pool: Pool<u32, u32> = Pool::new(config(1), zone_of, |key: &u32| {
         assert!(*key != 0, "lookup of zero panics");
         *key
     });
@@ -326,7 +370,7 @@ fn a_panicking_lookup_reports_the_panic_and_the_worker_survives() {
 
 #[test]
 fn many_callers_many_keys_all_get_their_own_answer() {
-    let pool: Arc<Pool<u32, u32>> = Arc::new(Pool::new(config(8), |key: &u32| {
+    let pool: Arc<Pool<u32, u32>> = Arc::new(Pool::new(config(8), zone_of, |key: &u32| {
         std::thread::sleep(Duration::from_micros(200));
         key + 1
     }));
@@ -351,4 +395,217 @@ fn many_callers_many_keys_all_get_their_own_answer() {
     assert!(stats.workers <= 8);
     assert_eq!(stats.queued, 0);
     assert_eq!(stats.busy, 0);
+}
+
+/// Submits `key` and abandons it once it runs, leaving its worker stuck until its gate opens.
+fn abandon(pool: &Pool<u32, Outcome>, gates: &Gates, key: u32) {
+    let ticket = pool.submit(key);
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while gates.calls(key) == 0 && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(gates.calls(key), 1, "lookup of {key} should have started");
+    drop(ticket);
+}
+
+#[test]
+fn a_zone_holding_its_limit_of_abandoned_lookups_starts_no_more_until_one_ends() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(8), &gates);
+    abandon(&pool, &gates, 1);
+    abandon(&pool, &gates, 2);
+    let mut held = pool.submit(3);
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.abandoned,
+            stats.stuck_zones,
+            stats.waiting_for_zone,
+            stats.queued
+        ),
+        (2, 1, 1, 0)
+    );
+    assert_eq!(pool.abandoned_by_zone(), vec![("z0".to_owned(), 2)]);
+    // Another zone is not held up.
+    gates.open(101);
+    assert_eq!(done_value(pool.submit(101).wait_bounded()), 1010);
+    assert_eq!(
+        gates.calls(3),
+        0,
+        "the stuck zone must not start another lookup"
+    );
+    // One stuck lookup ends: the zone may start its waiting job.
+    gates.open(3);
+    gates.open(1);
+    assert_eq!(done_value(held.wait_bounded()), 30);
+    let stats = eventually(&pool, |s| s.abandoned == 1);
+    assert_eq!((stats.stuck_zones, stats.waiting_for_zone), (0, 0));
+    gates.open(2);
+    let stats = eventually(&pool, |s| s.busy == 0);
+    assert_eq!(stats.abandoned, 0);
+    assert!(pool.abandoned_by_zone().is_empty());
+}
+
+#[test]
+fn a_job_waiting_for_its_zone_is_withdrawn_when_its_caller_gives_up_and_obeys_its_deadline() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(8), &gates);
+    abandon(&pool, &gates, 1);
+    abandon(&pool, &gates, 2);
+    let mut held = pool.submit(3);
+    let start = Instant::now();
+    assert!(matches!(
+        held.wait(Some(start + Duration::from_millis(30))),
+        WaitEnd::TimedOut
+    ));
+    assert!(start.elapsed() < Duration::from_secs(2));
+    drop(held);
+    assert_eq!(pool.stats().waiting_for_zone, 0);
+    gates.open(1);
+    gates.open(2);
+    gates.open(3);
+    eventually(&pool, |s| s.busy == 0 && s.idle == 2);
+    assert_eq!(gates.calls(3), 0, "the withdrawn lookup must not run");
+}
+
+#[test]
+fn lookups_that_callers_wait_for_are_never_limited_by_their_zone() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(16), &gates);
+    abandon(&pool, &gates, 1);
+    let mut waiting: Vec<_> = (10..22).map(|key| pool.submit(key)).collect();
+    let stats = eventually(&pool, |s| s.busy == 13);
+    assert_eq!(
+        (stats.busy, stats.queued, stats.waiting_for_zone),
+        (13, 0, 0)
+    );
+    for key in 10..22 {
+        gates.open(key);
+    }
+    for (ticket, key) in waiting.iter_mut().zip(10..) {
+        assert_eq!(done_value(ticket.wait_bounded()), key * 10);
+    }
+    gates.open(1);
+}
+
+#[test]
+fn raising_the_zone_limit_releases_the_waiting_jobs() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(8), &gates);
+    abandon(&pool, &gates, 1);
+    abandon(&pool, &gates, 2);
+    let mut held = pool.submit(3);
+    assert_eq!(pool.stats().waiting_for_zone, 1);
+    pool.set_max_stuck_per_zone(3);
+    gates.open(3);
+    assert_eq!(done_value(held.wait_bounded()), 30);
+    pool.set_max_stuck_per_zone(1);
+    assert_eq!(pool.stats().stuck_zones, 1);
+    gates.open(1);
+    gates.open(2);
+    let stats = eventually(&pool, |s| s.abandoned == 0);
+    assert_eq!(stats.stuck_zones, 0);
+}
+
+#[test]
+fn stuck_lookups_count_against_the_cap_on_threads() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    for key in [1, 2, 101, 102] {
+        abandon(&pool, &gates, key);
+    }
+    let mut queued = pool.submit(201);
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.busy, stats.queued), (4, 4, 1));
+    assert_eq!(stats.stuck_zones, 2);
+    gates.open(201);
+    gates.open(101);
+    assert_eq!(done_value(queued.wait_bounded()), 2010);
+    for key in [1, 2, 102] {
+        gates.open(key);
+    }
+    assert!(eventually(&pool, |s| s.busy == 0).workers <= 4);
+}
+
+#[test]
+fn zones_take_turns_when_workers_are_scarce() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(1), &gates);
+    let mut blocker = pool.submit(999);
+    eventually(&pool, |s| s.busy == 1);
+    // Zone z0 queues five jobs before zone z1 and z2 queue one each.
+    let mut tickets: Vec<_> = [1, 2, 3, 4, 5, 101, 201]
+        .into_iter()
+        .map(|key| pool.submit(key))
+        .collect();
+    assert_eq!(pool.stats().queued, 7);
+    for key in [1, 2, 3, 4, 5, 101, 201, 999] {
+        gates.open(key);
+    }
+    done_value(blocker.wait_bounded());
+    for ticket in &mut tickets {
+        done_value(ticket.wait_bounded());
+    }
+    assert_eq!(gates.started(), [999, 1, 101, 201, 2, 3, 4, 5]);
+}
+
+#[test]
+fn under_a_trickle_the_most_recently_idle_worker_serves_and_surplus_workers_retire() {
+    let gates = Arc::new(Gates::default());
+    let mut cfg = config(6);
+    cfg.idle_timeout = Duration::from_millis(300);
+    let pool = pool(cfg, &gates);
+    // A burst: six workers.
+    let mut burst: Vec<_> = (1..=6).map(|key| pool.submit(key)).collect();
+    eventually(&pool, |s| s.busy == 6);
+    for key in 1..=6 {
+        gates.open(key);
+    }
+    for ticket in &mut burst {
+        done_value(ticket.wait_bounded());
+    }
+    // Then one lookup every 20 ms for a second: far more often than the idle timeout.
+    for key in 10..60 {
+        gates.open(key);
+        done_value(pool.submit(key).wait_bounded());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = pool.stats();
+    assert!(
+        stats.workers <= 2,
+        "surplus workers should have retired: {stats:?}"
+    );
+}
+
+#[test]
+fn a_huge_idle_timeout_means_workers_never_retire_and_lookups_work() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    pool.set_idle_timeout(Duration::MAX);
+    gates.open(1);
+    gates.open(2);
+    assert_eq!(done_value(pool.submit(1).wait_bounded()), 10);
+    eventually(&pool, |s| s.idle == 1);
+    assert_eq!(done_value(pool.submit(2).wait_bounded()), 20);
+    let stats = eventually(&pool, |s| s.idle == 1);
+    assert_eq!(stats.workers, 1);
+}
+
+#[test]
+fn a_thread_that_cannot_be_created_keeps_its_os_error_number() {
+    let gates = Arc::new(Gates::default());
+    let mut cfg = config(4);
+    cfg.stack_size = usize::MAX / 2; // no system can map this
+    let pool = pool(cfg, &gates);
+    let mut one = pool.submit(1);
+    let mut two = pool.submit(1);
+    for ticket in [&mut one, &mut two] {
+        match ticket.wait_bounded() {
+            WaitEnd::NoThread(error) => assert!(
+                error.raw_os_error().is_some(),
+                "the OS error number is lost: {error:?}"
+            ),
+            other => panic!("expected NoThread, got {other:?}"),
+        }
+    }
 }

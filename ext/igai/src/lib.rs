@@ -22,8 +22,17 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("getaddrinfo", function!(getaddrinfo::getaddrinfo, 8))?;
     native.define_singleton_method("getnameinfo", function!(getnameinfo::getnameinfo, 3))?;
     igai.define_singleton_method("stats", function!(pool_api::stats, 0))?;
+    igai.define_singleton_method("stuck_zones", function!(pool_api::stuck_zones, 0))?;
     igai.define_singleton_method("max_workers", function!(pool_api::max_workers, 0))?;
     igai.define_singleton_method("max_workers=", function!(pool_api::set_max_workers, 1))?;
+    igai.define_singleton_method(
+        "max_stuck_per_zone",
+        function!(pool_api::max_stuck_per_zone, 0),
+    )?;
+    igai.define_singleton_method(
+        "max_stuck_per_zone=",
+        function!(pool_api::set_max_stuck_per_zone, 1),
+    )?;
     igai.define_singleton_method("idle_timeout", function!(pool_api::idle_timeout, 0))?;
     igai.define_singleton_method("idle_timeout=", function!(pool_api::set_idle_timeout, 1))?;
     Ok(())

@@ -1,16 +1,16 @@
-//! `Igai.stats`, `Igai.max_workers(=)` and `Igai.idle_timeout(=)`: watching and sizing the
-//! lookup threads.
+//! `Igai.stats`, `Igai.stuck_zones`, `Igai.max_workers(=)`, `Igai.max_stuck_per_zone(=)` and
+//! `Igai.idle_timeout(=)`: watching and sizing the lookup threads.
 
 use crate::args;
 use igai_core::resolver;
 use magnus::{Error, RHash, Ruby, Value};
 
-/// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:}`
-/// for this process (a forked child starts from zero).
+/// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
+/// stuck_zones:, waiting_for_zone:}` for this process (a forked child starts from zero).
 pub fn stats(ruby: &Ruby) -> Result<RHash, Error> {
     let stats = resolver::resolver().stats();
     let hash = ruby.hash_new();
-    let counts: [(&str, u64); 7] = [
+    let counts: [(&str, u64); 9] = [
         ("workers", stats.workers as u64),
         ("busy", stats.busy as u64),
         ("idle", stats.idle as u64),
@@ -18,9 +18,21 @@ pub fn stats(ruby: &Ruby) -> Result<RHash, Error> {
         ("abandoned", stats.abandoned as u64),
         ("coalesced", stats.coalesced),
         ("completed", stats.completed),
+        ("stuck_zones", stats.stuck_zones as u64),
+        ("waiting_for_zone", stats.waiting_for_zone as u64),
     ];
     for (name, count) in counts {
         hash.aset(ruby.to_symbol(name), count)?;
+    }
+    Ok(hash)
+}
+
+/// `Igai.stuck_zones`: `{"zone" => abandoned lookups}` for each zone holding abandoned
+/// lookups, most first.
+pub fn stuck_zones(ruby: &Ruby) -> Result<RHash, Error> {
+    let hash = ruby.hash_new();
+    for (zone, count) in resolver::resolver().abandoned_by_zone() {
+        hash.aset(ruby.str_new(&zone), count)?;
     }
     Ok(hash)
 }
@@ -40,6 +52,24 @@ pub fn set_max_workers(ruby: &Ruby, value: Value) -> Result<Value, Error> {
         ));
     }
     resolver::set_max_workers(count as usize);
+    Ok(value)
+}
+
+/// `Igai.max_stuck_per_zone`: abandoned lookups one zone may hold before its new lookups wait.
+pub fn max_stuck_per_zone() -> usize {
+    resolver::max_stuck_per_zone()
+}
+
+/// `Igai.max_stuck_per_zone = n`: an Integer of at least 1.
+pub fn set_max_stuck_per_zone(ruby: &Ruby, value: Value) -> Result<Value, Error> {
+    let count = args::num_to_int(value)?;
+    if count < 1 {
+        return Err(Error::new(
+            ruby.exception_arg_error(),
+            format!("max_stuck_per_zone must be at least 1 (given {count})"),
+        ));
+    }
+    resolver::set_max_stuck_per_zone(count as usize);
     Ok(value)
 }
 

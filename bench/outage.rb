@@ -1,0 +1,154 @@
+# frozen_string_literal: true
+
+# DNS outages as users meet them, in the test bed with a 30 s resolver timeout (set per
+# process through RES_OPTIONS): igai against the built-in Socket.getaddrinfo, each scenario in
+# a fresh process. Prints the figures of the README's outage table.
+#
+#   rake bench                                  (every bench, MRI 3.1)
+#   test/bed/run ruby -Ilib bench/outage.rb     (this one)
+#   rake bench:ruby33                           (MRI 3.3, whose built-in call can be abandoned)
+#
+# Scenarios:
+#   dead-zone    2000 distinct names of one dead zone, each abandoned by Timeout.timeout(0.002),
+#                then 20 healthy names one by one (their times before and after the outage)
+#   dead-zones   the same with 20 dead zones x 100 names
+#   lost-packet  a lookup whose first packet is lost, abandoned after 0.1 s, then the same call
+#   slow-zone    32 threads resolve distinct names of one zone answered after 300 ms
+#   trickle      24 lookups of 2 s at once, then one lookup every 0.5 s: threads over time
+#                (default idle_timeout of 10 s)
+
+require "json"
+require "rbconfig"
+require_relative "../test/support/bed"
+
+Bed = IgaiTest::Bed
+abort "bench/outage.rb needs the test bed: #{Bed.unavailable_reason}" unless Bed.available?
+
+# One scenario with one implementation, in this process; returns a Hash of figures.
+module Scenario
+  module_function
+
+  def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  def threads = Dir.children("/proc/self/task").size
+
+  def lookup_threads
+    Dir["/proc/self/task/*/comm"].count { |comm| File.read(comm).chomp == "igai-resolver" }
+  end
+
+  def resolve(impl, name, **options)
+    if impl == "igai"
+      Socket.interruptible_getaddrinfo(name, 80, :INET, **options)
+    else
+      Socket.getaddrinfo(name, 80, :INET)
+    end
+  end
+
+  # Milliseconds each of 20 healthy lookups takes, one after the other.
+  def healthy(impl, phase)
+    Array.new(20) do |i|
+      start = now
+      resolve(impl, "ok-#{phase}#{i}-#{$$}.#{Bed.zone('healthy')}")
+      (now - start) * 1000
+    end
+  end
+
+  def outage(impl, zones)
+    before = healthy(impl, "before")
+    start = now
+    2000.times do |i|
+      Timeout.timeout(0.002) { resolve(impl, "stall-#{i}-#{$$}.#{zones[i % zones.size]}") }
+    rescue Timeout::Error
+      nil
+    end
+    abandoning = now - start
+    after = healthy(impl, "after")
+    { before_median: before.sort[10], before_max: before.max, after_max: after.max,
+      after_median: after.sort[10], threads: threads, abandoning_s: abandoning }
+      .merge(impl == "igai" ? { lookup_threads: lookup_threads, stats: Igai.stats } : {})
+  end
+
+  def dead_zone(impl) = outage(impl, [Bed.zone("dead")])
+  def dead_zones(impl) = outage(impl, Array.new(20) { |i| Bed.zone("dead#{i}") })
+
+  def lost_packet(impl)
+    name = Bed.lost_first_name
+    begin
+      Timeout.timeout(0.1) { resolve(impl, name) }
+    rescue Timeout::Error
+      nil
+    end
+    start = now
+    resolve(impl, name)
+    { retry_ms: (now - start) * 1000 }
+  end
+
+  def slow_zone(impl)
+    names = Array.new(32) { Bed.delayed_name(300) }
+    start = now
+    names.map { |name| Thread.new { resolve(impl, name) } }.each(&:join)
+    { wall_ms: (now - start) * 1000 }
+  end
+
+  def trickle(impl)
+    names = Array.new(24) { Bed.delayed_name(2000) }
+    base = lookup_threads
+    start = now
+    names.map { |name| Thread.new { resolve(impl, name) } }.each(&:join)
+    samples = {}
+    i = 0
+    until now - start > 24
+      resolve(impl, "ok-trickle#{i += 1}-#{$$}.igai.test")
+      elapsed = (now - start).floor
+      samples[elapsed] ||= lookup_threads if (elapsed % 4).zero?
+      sleep 0.5
+    end
+    { base: base, lookup_threads_by_second: samples }
+  end
+end
+
+RESOLVER_TIMEOUT = 30
+CHILD_ENV = { "RES_OPTIONS" => "timeout:#{RESOLVER_TIMEOUT} attempts:1",
+              "IGAI_BED_RESOLVER_TIMEOUT" => RESOLVER_TIMEOUT.to_s }.freeze
+
+def run_child(scenario, impl)
+  lib = File.expand_path("../lib", __dir__)
+  output = IO.popen([CHILD_ENV, RbConfig.ruby, "-I", lib, __FILE__, scenario, impl], &:read)
+  JSON.parse(output.lines.last, symbolize_names: true)
+end
+
+if ARGV.size == 2
+  require "igai"
+  require "timeout"
+  scenario, impl = ARGV
+  puts JSON.generate(Scenario.public_send(scenario.tr("-", "_"), impl))
+  $stdout.flush
+  exit!(0) # do not wait for lookups stuck until the resolver timeout
+end
+
+builtin_abandons = RUBY_VERSION >= "3.3"
+impls = builtin_abandons ? %w[igai builtin] : %w[igai]
+puts "outage scenarios on ruby #{RUBY_VERSION}, resolver timeout #{RESOLVER_TIMEOUT} s" \
+     "#{' (built-in Socket.getaddrinfo cannot be abandoned here: not measured)' unless builtin_abandons}"
+
+%w[dead-zone dead-zones].each do |scenario|
+  impls.each do |impl|
+    r = run_child(scenario, impl)
+    printf("%-11s %-7s healthy before %5.2f ms (max %5.2f), after: median %5.2f ms, max %5.2f ms; " \
+           "%d threads%s; abandoning took %.1f s\n",
+           scenario, impl, r[:before_median], r[:before_max], r[:after_median], r[:after_max],
+           r[:threads], r[:lookup_threads] ? " (#{r[:lookup_threads]} lookup threads)" : "",
+           r[:abandoning_s])
+    puts "            stats #{r[:stats]}" if r[:stats]
+  end
+end
+impls.each do |impl|
+  printf("%-11s %-7s retry answered in %.2f ms\n", "lost-packet", impl,
+         run_child("lost-packet", impl)[:retry_ms])
+end
+(impls | %w[builtin]).each do |impl|
+  printf("%-11s %-7s 32 lookups of 300 ms done in %.0f ms\n", "slow-zone", impl,
+         run_child("slow-zone", impl)[:wall_ms])
+end
+r = run_child("trickle", "igai")
+puts format("%-11s %-7s lookup threads by second (base %d): %s", "trickle", "igai", r[:base],
+            r[:lookup_threads_by_second].map { |s, n| "#{s}s:#{n}" }.join(" "))
