@@ -578,9 +578,19 @@ where
             if let Some(id) = state.take_job() {
                 state.idle -= 1;
                 exit.phase = Phase::Busy(id);
-                state = self.run(state, id);
+                let waiters;
+                (state, waiters) = self.run(state, id);
                 state.idle += 1;
                 exit.phase = Phase::Idle;
+                if !waiters.is_empty() {
+                    // Woken only now that this worker counts as idle, so that a caller who
+                    // submits its next lookup at once finds it instead of starting a thread.
+                    drop(state);
+                    for waiter in waiters {
+                        waiter.notify_done();
+                    }
+                    state = self.lock();
+                }
                 #[cfg(test)]
                 tests::maybe_panic_in_bookkeeping();
                 if state.workers > state.max_workers {
@@ -614,14 +624,15 @@ where
         }
     }
 
-    /// Runs job `id` without the lock, then hands its outcome to the waiters.
+    /// Runs job `id` without the lock, then hands its outcome to the waiters, whose cells it
+    /// returns for the worker to wake.
     fn run<'a>(
         &'a self,
         mut guard: MutexGuard<'a, State<K, O>>,
         id: JobId,
-    ) -> MutexGuard<'a, State<K, O>> {
+    ) -> (MutexGuard<'a, State<K, O>>, Vec<&'static WakeCell>) {
         let Some(job) = guard.jobs.get_mut(&id) else {
-            return guard;
+            return (guard, Vec::new());
         };
         job.progress = Progress::Running;
         let key = Arc::clone(&job.key);
@@ -635,7 +646,7 @@ where
         state.busy = state.busy.saturating_sub(1);
         state.completed += 1;
         let Some(job) = state.jobs.get_mut(&id) else {
-            return guard;
+            return (guard, Vec::new());
         };
         if job.waiters.is_empty() {
             // Abandoned: already forgotten; its zone may start another lookup now.
@@ -645,7 +656,7 @@ where
             // The outcome nobody waits for drops here, after the lock.
             drop(guard);
             drop(result);
-            return self.lock();
+            return (self.lock(), Vec::new());
         }
         job.progress = match result {
             Ok(outcome) => Progress::Finished(Arc::new(outcome)),
@@ -653,12 +664,7 @@ where
         };
         let waiters = job.waiters.clone();
         state.forget(&key, id);
-        // Wake the waiters once the lock is free for them to collect the outcome.
-        drop(guard);
-        for cell in waiters {
-            cell.notify_done();
-        }
-        self.lock()
+        (guard, waiters)
     }
 }
 

@@ -609,3 +609,15 @@ fn a_thread_that_cannot_be_created_keeps_its_os_error_number() {
         }
     }
 }
+
+#[test]
+fn a_caller_that_submits_right_after_its_answer_finds_the_same_worker() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    for key in 1..=50 {
+        gates.open(key);
+        assert_eq!(done_value(pool.submit(key).wait_bounded()), key * 10);
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.workers, stats.completed), (1, 50), "{stats:?}");
+}
