@@ -109,7 +109,7 @@ module IgaiTest
               @grew.broadcast
             end
           end
-        rescue EOFError, IOError
+        rescue IOError # EOFError included: the child closed its end
           nil
         ensure
           io.close unless io.closed?
