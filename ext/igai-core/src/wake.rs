@@ -249,6 +249,21 @@ mod tests {
         }
     }
 
+    /// A sleeper that blocked returned once (a few times at most, for spurious wake-ups) and
+    /// burnt next to no CPU; one that polls returns thousands of times and burns its whole wait.
+    fn assert_it_blocked(slept: &Slept) {
+        assert!(
+            slept.returns <= 3,
+            "sleep returned {} times: it polls",
+            slept.returns
+        );
+        assert!(
+            slept.cpu < Duration::from_millis(40),
+            "a sleeper used {:?} of CPU",
+            slept.cpu
+        );
+    }
+
     /// A sleep with a deadline blocks until the deadline: it returns once (a few times at
     /// most, for spurious wake-ups) and burns next to no CPU. A cell that polls returns
     /// thousands of times and burns the whole wait.
@@ -261,16 +276,7 @@ mod tests {
             sleep_like_a_caller(cell, Some(deadline))
         });
         assert_eq!(slept.end, Woken::Nothing);
-        assert!(
-            slept.returns <= 3,
-            "sleep returned {} times: it polls",
-            slept.returns
-        );
-        assert!(
-            slept.cpu < Duration::from_millis(40),
-            "a sleeper used {:?} of CPU",
-            slept.cpu
-        );
+        assert_it_blocked(&slept);
     }
 
     /// The same for a sleep without a deadline that an interrupt ends.
@@ -289,16 +295,7 @@ mod tests {
             slept.ended >= interrupted,
             "the sleep ended before the interrupt"
         );
-        assert!(
-            slept.returns <= 3,
-            "sleep returned {} times: it polls",
-            slept.returns
-        );
-        assert!(
-            slept.cpu < Duration::from_millis(40),
-            "a sleeper used {:?} of CPU",
-            slept.cpu
-        );
+        assert_it_blocked(&slept);
     }
 
     #[test]
