@@ -621,3 +621,29 @@ fn a_caller_that_submits_right_after_its_answer_finds_the_same_worker() {
     let stats = pool.stats();
     assert_eq!((stats.workers, stats.completed), (1, 50), "{stats:?}");
 }
+
+#[test]
+fn max_workers_reports_the_cap_and_never_goes_below_one() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(3), &gates);
+    assert_eq!(pool.max_workers(), 3);
+    pool.set_max_workers(0);
+    assert_eq!(pool.max_workers(), 1);
+    pool.set_max_workers(7);
+    assert_eq!(pool.max_workers(), 7);
+}
+
+#[test]
+fn abandoned_by_zone_lists_only_zones_holding_abandoned_lookups() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    let mut waited_for = pool.submit(1);
+    let left = pool.submit(101);
+    eventually(&pool, |s| s.busy == 2);
+    assert_eq!(pool.abandoned_by_zone(), []);
+    drop(left);
+    assert_eq!(pool.abandoned_by_zone(), [("z1".to_owned(), 1)]);
+    gates.open(1);
+    gates.open(101);
+    assert_eq!(done_value(waited_for.wait_bounded()), 10);
+}
