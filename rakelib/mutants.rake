@@ -10,6 +10,9 @@
 #   rake mutants FILES=src/wake.rs,src/lookup.rs   # some files only
 #   rake mutants:diff [BASE=main]                  # only lines changed since BASE (in-diff)
 #
+# MUTANTS_JOBS=2 tests two mutants at once; MUTANTS_TIMEOUT (default 30 s, six times the
+# tests' own time) ends a mutant whose tests hang: it counts as "timeout", i.e. noticed.
+#
 # Prints the counts (caught, missed, timeout, unviable) and each missed mutant marked as
 # explained or not; fails when a missed mutant is not explained.
 
@@ -31,8 +34,9 @@ module Mutants
   def run(*args)
     cargo_mutants!
     FileUtils.mkdir_p(OUTPUT)
-    system("cargo", "mutants", "--package", "igai-core", "--timeout", "60", "--output", OUTPUT,
-           "--no-shuffle", *args)
+    system("cargo", "mutants", "--package", "igai-core", "--output", OUTPUT, "--no-shuffle",
+           "--timeout", ENV.fetch("MUTANTS_TIMEOUT", "30"), "--jobs", ENV.fetch("MUTANTS_JOBS", "1"),
+           *args)
     report
   end
 
