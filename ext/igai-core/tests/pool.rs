@@ -225,7 +225,10 @@ fn idle_workers_retire_after_the_idle_timeout() {
 #[test]
 fn shortening_the_idle_timeout_retires_workers_already_idle() {
     let gates = Arc::new(Gates::default());
-    let pool = pool(config(4), &gates);
+    // Far longer than `eventually` waits: only the shortened timeout can retire the worker.
+    let mut cfg = config(4);
+    cfg.idle_timeout = Duration::from_secs(3600);
+    let pool = pool(cfg, &gates);
     gates.open(1);
     done_value(pool.submit(1).wait_bounded());
     eventually(&pool, |s| s.idle == 1);
@@ -646,4 +649,43 @@ fn abandoned_by_zone_lists_only_zones_holding_abandoned_lookups() {
     gates.open(1);
     gates.open(101);
     assert_eq!(done_value(waited_for.wait_bounded()), 10);
+}
+
+#[test]
+fn lowering_the_zone_limit_holds_the_jobs_already_queued_in_that_zone() {
+    let gates = Arc::new(Gates::default());
+    let mut cfg = config(2);
+    cfg.max_stuck_per_zone = 3;
+    let pool = pool(cfg, &gates);
+    abandon(&pool, &gates, 1);
+    abandon(&pool, &gates, 2);
+    let mut queued = pool.submit(3);
+    let stats = pool.stats();
+    assert_eq!((stats.queued, stats.waiting_for_zone), (1, 0));
+    assert_eq!(pool.abandoned_by_zone(), [("z0".to_owned(), 2)]);
+    pool.set_max_stuck_per_zone(2);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.stuck_zones, stats.queued, stats.waiting_for_zone),
+        (1, 0, 1)
+    );
+    gates.open(1);
+    gates.open(2);
+    gates.open(3);
+    assert_eq!(done_value(queued.wait_bounded()), 30);
+}
+
+#[test]
+fn a_zone_with_queued_jobs_but_nothing_abandoned_is_not_listed_as_abandoned() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(1), &gates);
+    let mut running = pool.submit(1);
+    eventually(&pool, |s| s.busy == 1);
+    let mut queued = pool.submit(2);
+    assert_eq!(pool.stats().queued, 1);
+    assert_eq!(pool.abandoned_by_zone(), []);
+    gates.open(1);
+    gates.open(2);
+    assert_eq!(done_value(running.wait_bounded()), 10);
+    assert_eq!(done_value(queued.wait_bounded()), 20);
 }
