@@ -689,3 +689,21 @@ fn a_zone_with_queued_jobs_but_nothing_abandoned_is_not_listed_as_abandoned() {
     assert_eq!(done_value(running.wait_bounded()), 10);
     assert_eq!(done_value(queued.wait_bounded()), 20);
 }
+
+#[test]
+fn withdrawing_one_zones_queued_job_leaves_the_other_zones_in_turn() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(1), &gates);
+    let mut running = pool.submit(201);
+    eventually(&pool, |s| s.busy == 1);
+    let withdrawn = pool.submit(1);
+    let mut other_zone = pool.submit(101);
+    assert_eq!(pool.stats().queued, 2);
+    drop(withdrawn);
+    assert_eq!(pool.stats().queued, 1);
+    gates.open(201);
+    gates.open(101);
+    assert_eq!(done_value(running.wait_bounded()), 2010);
+    assert_eq!(done_value(other_zone.wait_bounded()), 1010);
+    assert_eq!(gates.calls(1), 0, "the withdrawn lookup must not run");
+}
