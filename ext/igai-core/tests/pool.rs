@@ -707,3 +707,34 @@ fn withdrawing_one_zones_queued_job_leaves_the_other_zones_in_turn() {
     assert_eq!(done_value(other_zone.wait_bounded()), 1010);
     assert_eq!(gates.calls(1), 0, "the withdrawn lookup must not run");
 }
+
+#[test]
+fn after_rearm_a_wait_sleeps_again_instead_of_ending_at_once() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    let mut ticket = pool.submit(16);
+    ticket.waker().interrupt();
+    assert!(matches!(ticket.wait_bounded(), WaitEnd::Interrupted));
+    ticket.rearm();
+    let soon = Instant::now() + Duration::from_millis(30);
+    assert!(matches!(ticket.wait(Some(soon)), WaitEnd::TimedOut));
+    gates.open(16);
+    assert_eq!(done_value(ticket.wait_bounded()), 160);
+}
+
+#[test]
+fn lowering_the_cap_retires_surplus_workers_as_they_finish() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(3), &gates);
+    let mut tickets: Vec<_> = (1..=3).map(|key| pool.submit(key)).collect();
+    eventually(&pool, |s| s.busy == 3);
+    pool.set_max_workers(1);
+    for key in 1..=3 {
+        gates.open(key);
+    }
+    for ticket in &mut tickets {
+        done_value(ticket.wait_bounded());
+    }
+    let stats = eventually(&pool, |s| s.workers == 1);
+    assert_eq!((stats.workers, stats.idle, stats.busy), (1, 1, 0));
+}
