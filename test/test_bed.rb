@@ -13,21 +13,14 @@ require "minitest/autorun"
 require "resolv"
 require "socket"
 require "timeout"
-require_relative "support/bed"
-require_relative "support/stopwatch"
+require_relative "support/bed_test"
 
-class TestBed < Minitest::Test
-  include IgaiTest::Stopwatch
-  Bed = IgaiTest::Bed
+class TestBed < IgaiTest::BedTest
 
   # MRI 3.3 made Socket.getaddrinfo interruptible (it runs in a helper
   # thread); before that a blocked getaddrinfo ignores Timeout until glibc
   # gives up.
   INTERRUPTIBLE_GETADDRINFO = Gem::Version.new(RUBY_VERSION) >= Gem::Version.new("3.3")
-
-  def setup
-    Bed.require!(self)
-  end
 
   def test_environment_describes_the_bed
     assert_equal "1", ENV["IGAI_BED"]
@@ -106,6 +99,39 @@ class TestBed < Minitest::Test
     assert_equal Bed::ANSWER_V4, rows.first[3]
     assert_operator took, :>=, 0.25
     assert_operator took, :<, Bed.resolver_timeout
+  end
+
+  # A once- name is answered after its delay the first time, and never again: a repeated
+  # query of the same name stalls until the resolver gives up.
+  def test_once_name_answers_only_its_first_query
+    name = Bed.once_name(100)
+    rows = nil
+    took = elapsed { rows = Socket.getaddrinfo(name, 80, :INET, :STREAM) }
+    assert_equal Bed::ANSWER_V4, rows.first[3]
+    assert_operator took, :>=, 0.08
+    took = elapsed do
+      error = assert_raises(SocketError) { Socket.getaddrinfo(name.upcase, 80, :INET) }
+      assert_match(/temporary failure/i, error.message) # EAI_AGAIN
+    end
+    assert_in_delta Bed.resolver_timeout, took, 0.75
+    assert_equal %w[A A], Bed.queries_for(name)
+  end
+
+  # Strictness: on CI (CI set to anything) or with IGAI_REQUIRE_BED=1 a missing bed fails.
+  def test_a_missing_bed_fails_instead_of_skipping_when_strict
+    saved = ENV.to_h.slice("CI", "IGAI_REQUIRE_BED", "IGAI_BED")
+    ENV["IGAI_BED"] = "0"
+    [[{ "CI" => "1" }, true], [{ "CI" => "true" }, true], [{ "IGAI_REQUIRE_BED" => "1" }, true],
+     [{ "CI" => "", "IGAI_REQUIRE_BED" => nil }, false]].each do |env, strict|
+      ENV.delete("CI")
+      ENV.delete("IGAI_REQUIRE_BED")
+      env.each { |key, value| ENV[key] = value }
+      assert_equal strict, Bed.strict?, env.inspect
+      error = assert_raises(Minitest::Assertion) { Bed.require!(self) }
+      assert_equal strict ? Minitest::Assertion : Minitest::Skip, error.class, env.inspect
+    end
+  ensure
+    %w[CI IGAI_REQUIRE_BED IGAI_BED].each { |key| ENV[key] = saved[key] }
   end
 
   # The point of the bed: a stalled name blocks getaddrinfo until the

@@ -12,10 +12,7 @@ require_relative "support/clients"
 #
 # Every client runs in a child process, so that neither the client nor igai/replace changes
 # the process running the tests.
-class TestClients < Minitest::Test
-  include IgaiTest::Helpers
-
-  Bed = IgaiTest::Bed
+class TestClients < IgaiTest::BedTest
   Clients = IgaiTest::Clients
 
   SUPPORT = File.expand_path("support/clients.rb", __dir__)
@@ -46,10 +43,6 @@ class TestClients < Minitest::Test
       report.merge("seconds" => Process.clock_gettime(Process::CLOCK_MONOTONIC) - start)
     end
   RUBY
-
-  def setup
-    Bed.require!(self)
-  end
 
   # A client that cannot be loaded: skips, or on CI fails, as bin/setup should have
   # installed it; but a Debian package that is installed and built for other Rubies only

@@ -5,11 +5,11 @@ require_relative "test_helper"
 # Socket.interruptible_getaddrinfo must be indistinguishable from Socket.getaddrinfo: for
 # every input, the same result (values and string encodings) or the same exception (class,
 # message and, where the Ruby has it, error_code). Both run against the bed's real DNS server.
-class TestDifferential < Minitest::Test
-  Bed = IgaiTest::Bed
+class TestDifferential < IgaiTest::BedTest
+  include IgaiTest::SameOutcome
 
-  def setup
-    Bed.require!(self)
+  def compared_calls
+    [Socket.method(:getaddrinfo), Socket.method(:interruptible_getaddrinfo)]
   end
 
   # What a call produced, in a form that compares everything the caller can observe.
@@ -19,12 +19,6 @@ class TestDifferential < Minitest::Test
   rescue StandardError => e
     code = e.respond_to?(:error_code) ? e.error_code : nil
     [e.class, e.message, code]
-  end
-
-  def assert_same_outcome(*args)
-    plain = outcome { Socket.getaddrinfo(*args) }
-    ours = outcome { Socket.interruptible_getaddrinfo(*args) }
-    assert_equal plain, ours, "Socket.getaddrinfo(#{args.map(&:inspect).join(', ')})"
   end
 
   def hosts

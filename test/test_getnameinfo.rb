@@ -4,24 +4,17 @@ require_relative "test_helper"
 
 # Socket.interruptible_getnameinfo against Socket.getnameinfo: the same [host, service] or the
 # same exception for every sockaddr form and flag, on the bed; and it can be interrupted.
-class TestGetnameinfo < Minitest::Test
-  include IgaiTest::Helpers
-  Bed = IgaiTest::Bed
+class TestGetnameinfo < IgaiTest::BedTest
+  include IgaiTest::SameOutcome
 
-  def setup
-    Bed.require!(self)
+  def compared_calls
+    [Socket.method(:getnameinfo), Socket.method(:interruptible_getnameinfo)]
   end
 
   def outcome
     yield.map { |name| [name, name.encoding] }
   rescue StandardError => e
     [e.class, e.message]
-  end
-
-  def assert_same_outcome(*args)
-    plain = outcome { Socket.getnameinfo(*args) }
-    ours = outcome { Socket.interruptible_getnameinfo(*args) }
-    assert_equal plain, ours, "Socket.getnameinfo(#{args.map(&:inspect).join(', ')})"
   end
 
   def sockaddrs

@@ -5,14 +5,7 @@ require_relative "test_helper"
 # A lookup stalled in the bed's silent DNS server must end as soon as Ruby asks: Timeout (the
 # stdlib's and Igai::Timeout), Thread#raise, Thread#kill, SIGINT, or its own timeout:. Bounds
 # are generous (the stall lasts the resolver's whole timeout, 2 s); the bench measures speed.
-class TestInterrupts < Minitest::Test
-  include IgaiTest::Helpers
-  Bed = IgaiTest::Bed
-
-  def setup
-    Bed.require!(self)
-  end
-
+class TestInterrupts < IgaiTest::BedTest
   [::Timeout, Igai::Timeout].each do |timeout_module|
     label = timeout_module.name.downcase.gsub("::", "_")
 
@@ -40,10 +33,29 @@ class TestInterrupts < Minitest::Test
     end
   end
 
-  def test_thread_raise_ends_a_stalled_lookup
-    waiting = Thread.new { Socket.interruptible_getaddrinfo(Bed.stalled_name, 80) }
+  # Starts a thread looking up a stalled name; returns it once the lookup is under way (the
+  # server got the query and the thread sleeps).
+  def stalled_lookup_thread
+    name = Bed.stalled_name
+    waiting = Thread.new { Socket.interruptible_getaddrinfo(name, 80, :INET) }
     waiting.report_on_exception = false
-    sleep 0.01 until waiting.status == "sleep"
+    wait_until("the server gets the query of #{name}") { Bed.queries_for(name).any? }
+    wait_until("the waiting thread sleeps") { waiting.status == "sleep" }
+    waiting
+  end
+
+  # Runs code (which must print "ready" just before its lookup) in a child Ruby; once the child
+  # said so and the server got the query for name, yields the child (to signal it).
+  def child_waiting_for(name, code, &block)
+    run_ruby(code) do |child|
+      child.await_line("ready")
+      wait_until("the server gets the query of #{name}") { Bed.queries_for(name).any? }
+      block.call(child)
+    end
+  end
+
+  def test_thread_raise_ends_a_stalled_lookup
+    waiting = stalled_lookup_thread
     took = elapsed do
       waiting.raise(IOError, "stop")
       error = assert_raises(IOError) { waiting.join }
@@ -53,8 +65,7 @@ class TestInterrupts < Minitest::Test
   end
 
   def test_thread_kill_ends_a_stalled_lookup
-    waiting = Thread.new { Socket.interruptible_getaddrinfo(Bed.stalled_name, 80) }
-    sleep 0.01 until waiting.status == "sleep"
+    waiting = stalled_lookup_thread
     took = elapsed { waiting.kill.join }
     assert_operator took, :<, prompt
     refute waiting.alive?
@@ -95,32 +106,21 @@ class TestInterrupts < Minitest::Test
       require "igai"
       $stdout.sync = true
       begin
-        puts "waiting"
-        Socket.interruptible_getaddrinfo(#{name.inspect}, 80)
+        puts "ready"
+        Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET)
         puts "returned"
       rescue Interrupt
         puts "interrupted"
       end
     RUBY
     took = nil
-    output, = run_ruby(code) do |pid|
-      # Once the lookup is under way (not after a fixed sleep, which a loaded machine can
-      # outlast while the child is still loading igai).
-      Bed.wait_for_queries(name, timeout: 10)
-      sleep 0.1
-      Process.kill(:INT, pid)
-      took = elapsed { sleep 0.01 while process_alive?(pid) }
+    output, = child_waiting_for(name, code) do |child|
+      Process.kill(:INT, child.pid)
+      took = elapsed { wait_until("the child exits", timeout: 5) { !child.alive? } }
     end
     assert_includes output, "interrupted"
     refute_includes output, "returned"
     assert_operator took, :<, prompt
-  end
-
-  # True until the child has exited (a zombie counts as exited).
-  def process_alive?(pid)
-    File.read("/proc/#{pid}/stat").split[2] != "Z"
-  rescue Errno::ENOENT
-    false
   end
 
   # A handler that returns must neither fail the call nor start the lookup again: the DNS
@@ -128,28 +128,56 @@ class TestInterrupts < Minitest::Test
   # unblocking function from the signal handler itself) and with another thread alive.
   def test_a_trapped_signal_neither_ends_nor_restarts_a_lookup
     [false, true].each do |with_other_thread|
-      name = Bed.delayed_name(300)
+      name = Bed.delayed_name(600)
       code = <<~RUBY
         require "igai"
         $stdout.sync = true
         hits = 0
         trap(:USR1) { hits += 1 }
         Thread.new { sleep } if #{with_other_thread}
-        puts "waiting"
+        puts "ready"
         rows = Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET, :STREAM)
         puts "hits=\#{hits} address=\#{rows.first[3]}"
       RUBY
-      output, status = run_ruby(code) do |pid|
-        # Signals go once the lookup is under way (its handler is then installed), not
-        # after a fixed sleep, which a loaded machine can outlast while the child starts.
-        Bed.wait_for_queries(name, timeout: 10)
+      output, status = child_waiting_for(name, code) do |child|
         3.times do
-          Process.kill(:USR1, pid)
+          Process.kill(:USR1, child.pid)
           sleep 0.03
         end
       end
       assert status.success?, output
       assert_match(/hits=3 address=127\.0\.0\.1/, output)
+      assert_equal ["A"], Bed.queries_for(name), "the lookup must be sent once"
+    end
+  end
+
+  # Resume, not restart, told apart by the server: a once- name is answered 300 ms after its
+  # first query and never again. The handler outlasts that answer; when it returns, the call
+  # must take the answer that came meanwhile. A call that dropped its lookup and started it
+  # again would send a second query, get no answer and fail after the resolver's 2 s.
+  def test_a_lookup_resumed_after_a_slow_trap_handler_takes_the_answer_that_came_meanwhile
+    [false, true].each do |with_other_thread|
+      name = Bed.once_name(300)
+      code = <<~RUBY
+        require "igai"
+        $stdout.sync = true
+        handled = 0
+        trap(:USR1) { sleep 0.6; handled += 1 }
+        Thread.new { sleep } if #{with_other_thread}
+        start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        puts "ready"
+        result = begin
+          Socket.interruptible_getaddrinfo(#{name.inspect}, 80, :INET, :STREAM).first[3]
+        rescue SocketError => e
+          e.message
+        end
+        took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
+        puts "handled=\#{handled} result=\#{result} took=\#{took.round(3)}"
+      RUBY
+      output, status = child_waiting_for(name, code) { |child| Process.kill(:USR1, child.pid) }
+      assert status.success?, output
+      assert_match(/handled=1 result=127\.0\.0\.1 /, output, "other thread: #{with_other_thread}")
+      assert_operator Float(output[/took=([\d.]+)/, 1]), :<, Bed.resolver_timeout * 0.75, output
       assert_equal ["A"], Bed.queries_for(name), "the lookup must be sent once"
     end
   end
@@ -186,7 +214,7 @@ class TestInterrupts < Minitest::Test
   def test_other_threads_keep_running_while_a_lookup_waits
     ticks = 0
     ticker = Thread.new { loop { ticks += 1; sleep 0.001 } }
-    Socket.interruptible_getaddrinfo(Bed.delayed_name(300), 80, :INET)
+    Socket.interruptible_getaddrinfo(Bed.delayed_name(1000), 80, :INET)
     ticker.kill.join
     assert_operator ticks, :>, 50
   end

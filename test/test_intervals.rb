@@ -6,9 +6,7 @@ require_relative "test_helper"
 # Igai.max_workers=): each raises the error Ruby's own sleep or NUM2INT raises, or is clamped,
 # and never takes the process or the pool down. Each case runs in a child process, since the
 # failure this guards against is the process dying.
-class TestIntervals < Minitest::Test
-  include IgaiTest::Helpers
-
+class TestIntervals < IgaiTest::BedTest
   ODD_VALUES = ["2**63-1", "2**64", "-(2**64)", "Float::INFINITY", "-Float::INFINITY", "-1", "-0.5",
                 "0", "nil", "Float::NAN", "1e300", '"3"', ":x", "Object.new"].freeze
 

@@ -5,30 +5,27 @@ require "json"
 
 # The worker pool on the stalled-DNS bed. Each test runs in a fresh child process, so that
 # its thread and memory counts are its own and no other test's stalled lookups are counted.
-class TestPool < Minitest::Test
-  include IgaiTest::Helpers
-  Bed = IgaiTest::Bed
-
-  def setup
-    Bed.require!(self)
-  end
+class TestPool < IgaiTest::BedTest
+  STOPWATCH = File.expand_path("support/stopwatch.rb", __dir__)
 
   # A DNS outage as users meet it: glibc waits 30 s (the most it allows) for an unanswered
   # query. Set per child process through RES_OPTIONS, which overrides the bed's resolv.conf.
   OUTAGE_ENV = { "RES_OPTIONS" => "timeout:30 attempts:1", "IGAI_BED_RESOLVER_TIMEOUT" => "30" }.freeze
 
   # Runs `body` in a child with igai loaded and helpers defined; returns its JSON report.
+  # wait_until raises (failing the child) when its condition does not come within the limit.
   def in_child(body, env: {}, timeout: 60)
     code = <<~RUBY
       require "igai"
       require "json"
+      require #{STOPWATCH.dump}
       def threads = Dir.children("/proc/self/task").size
       def lookup_threads = Dir["/proc/self/task/*/comm"].count { |comm| File.read(comm).chomp == "igai-resolver" }
       def rss_kb = File.read("/proc/self/status")[/VmRSS:\\s+(\\d+)/, 1].to_i
-      def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      def wait_until(limit = 10)
-        give_up = now + limit
-        sleep 0.01 until yield || now > give_up
+      def now = IgaiTest::Stopwatch.now
+      def wait_until(limit = 10, &condition)
+        IgaiTest::Stopwatch.wait_until("the condition of line \#{caller_locations(1, 1)[0].lineno} holds " \
+                                       "(stats: \#{Igai.stats})", timeout: limit, &condition)
       end
       #{body}
     RUBY
@@ -37,9 +34,11 @@ class TestPool < Minitest::Test
     JSON.parse(output.lines.last, symbolize_names: true)
   end
 
+  # The stalled queries last 30 s here (OUTAGE_ENV), so that however slowly the 1000
+  # lookups run, none of the ten ends within the test.
   def test_abandoned_lookups_of_ten_names_share_at_most_ten_busy_workers_plus_the_zone_limit
     names = Array.new(10) { Bed.stalled_name }
-    report = in_child(<<~RUBY)
+    report = in_child(<<~RUBY, env: OUTAGE_ENV)
       names = #{names.inspect}
       50.times.map do |t|
         Thread.new do
@@ -107,15 +106,21 @@ class TestPool < Minitest::Test
     RUBY
     assert_equal "timed out", report[:result]
     assert_operator report[:took], :<, 1.0
-    assert_equal 0, report[:queued]
-    assert_equal 2, report[:workers]
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 2, busy: 2),
+                 report.except(:result, :took))
   end
 
+  # Each stalled lookup is abandoned once it runs (not on a timer, which a loaded machine could
+  # let expire while the lookup is still queued); the stall lasts 3 s.
   def test_once_stalled_queries_give_up_new_lookups_succeed_and_idle_threads_retire
-    report = in_child(<<~RUBY)
+    report = in_child(<<~RUBY, env: { "RES_OPTIONS" => "timeout:3 attempts:1" })
       Igai.max_workers = 4
       Igai.max_stuck_per_zone = 4 # all four in one zone: let each hold a worker
-      4.times { |i| Socket.interruptible_getaddrinfo("stall-r\#{i}-\#{$$}.igai.test", 80, timeout: 0.05) rescue nil }
+      4.times do |i|
+        caller = Thread.new { Socket.interruptible_getaddrinfo("stall-r\#{i}-\#{$$}.igai.test", 80) }
+        wait_until { Igai.stats[:busy] == i + 1 }
+        caller.kill.join
+      end
       during = Igai.stats
       wait_until { Igai.stats[:busy].zero? }
       answer = Socket.interruptible_getaddrinfo("ok-after-\#{$$}.igai.test", 80, :INET)[0][3]
@@ -123,10 +128,11 @@ class TestPool < Minitest::Test
       wait_until { Igai.stats[:workers].zero? }
       puts JSON.generate(during: during, answer: answer, after: Igai.stats)
     RUBY
-    assert_equal 4, report[:during][:busy]
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 4, busy: 4, abandoned: 4, stuck_zones: 1),
+                 report[:during])
     assert_equal "127.0.0.1", report[:answer]
-    assert_equal 0, report[:after][:workers]
-    assert_equal 0, report[:after][:busy]
+    assert_equal(IgaiTest::NO_STATS.merge(completed: 5),
+                 report[:after])
   end
 
   def test_a_child_forked_during_stalled_lookups_resolves_at_once
@@ -319,6 +325,37 @@ class TestPool < Minitest::Test
     assert_equal %i[workers busy idle queued abandoned coalesced completed stuck_zones waiting_for_zone],
                  Igai.stats.keys
     assert(Igai.stats.values.all? { |count| count.is_a?(Integer) && count >= 0 })
+  end
+
+  # After five lookups of distinct names, one after the other: one thread did them all and
+  # now idles; nothing is in flight.
+  def test_stats_after_lookups_one_after_another
+    report = in_child(<<~RUBY)
+      before = Igai.stats
+      5.times { |i| Socket.interruptible_getaddrinfo("ok-seq\#{i}-\#{$$}.igai.test", 80, :INET) }
+      puts JSON.generate(before: before, after: Igai.stats)
+    RUBY
+    assert_equal(IgaiTest::NO_STATS,
+                 report[:before])
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 1, idle: 1, completed: 5),
+                 report[:after])
+  end
+
+  # Identical lookups at once: one runs, the others join it; each joiner counts as coalesced.
+  def test_stats_of_identical_concurrent_lookups
+    report = in_child(<<~RUBY)
+      name = "delay300-same-\#{$$}.igai.test"
+      callers = 4.times.map { Thread.new { Socket.interruptible_getaddrinfo(name, 80, :INET)[0][3] } }
+      wait_until { Igai.stats.values_at(:coalesced, :busy) == [3, 1] }
+      during = Igai.stats
+      answers = callers.map(&:value)
+      puts JSON.generate(during: during, answers: answers, after: Igai.stats)
+    RUBY
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 1, busy: 1, coalesced: 3),
+                 report[:during])
+    assert_equal ["127.0.0.1"] * 4, report[:answers]
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 1, idle: 1, coalesced: 3, completed: 1),
+                 report[:after])
   end
 
   # --- outages: a dead zone must not stall the others (see the README's policy) ---

@@ -7,10 +7,7 @@ require_relative "test_helper"
 # built-in calls work there. Each test runs in a fresh Ruby (Ractors are experimental: a
 # crash must not take the test run down, and their warning stays out of its output); the
 # child prints its findings as JSON on its last line.
-class TestRactor < Minitest::Test
-  include IgaiTest::Helpers
-  Bed = IgaiTest::Bed
-
+class TestRactor < IgaiTest::BedTest
   # Loaded by every child: igai, and helpers usable from any Ractor.
   PRELUDE = <<~RUBY
     Warning[:experimental] = false
@@ -29,10 +26,6 @@ class TestRactor < Minitest::Test
       [e.class.name, e.message]
     end
   RUBY
-
-  def setup
-    Bed.require!(self)
-  end
 
   # Runs PRELUDE and code in a child Ruby; code's value is printed as JSON, and returned
   # parsed.

@@ -5,28 +5,25 @@ require_relative "test_helper"
 
 # igai/replace (Igai.replace!) routes the socket library's name resolution through igai.
 # Every test patches a child process, so that the test runner's own Socket stays untouched.
-class TestReplace < Minitest::Test
-  include IgaiTest::Helpers
-
-  Bed = IgaiTest::Bed
+class TestReplace < IgaiTest::BedTest
 
   # Loaded first in every child: attempt { ... } runs a block and reports, as a Hash, its
   # value (inspected), or the class and message of what it raised, and the seconds it took;
   # report(hash) prints the JSON that #child returns.
-  PRELUDE = <<~'RUBY'
+  PRELUDE = "require #{File.expand_path('support/stopwatch', __dir__).dump}\n" + <<~'RUBY'
     require "json"
     require "net/http"
     require "socket"
     require "timeout"
 
     def attempt
-      start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      start = IgaiTest::Stopwatch.now
       report = begin
         { "value" => yield.inspect }
       rescue Exception => e # reported, whatever it is
         { "error" => e.class.name, "message" => e.message }
       end
-      report.merge("seconds" => Process.clock_gettime(Process::CLOCK_MONOTONIC) - start)
+      report.merge("seconds" => IgaiTest::Stopwatch.now - start)
     end
 
     def report(hash)
@@ -53,10 +50,6 @@ class TestReplace < Minitest::Test
     end
   RUBY
 
-  def setup
-    Bed.require!(self)
-  end
-
   # Runs code in a child Ruby, after PRELUDE and an assignment of each of names to a local
   # variable, and returns what it reported. env: the child's extra environment.
   def child(code, env: {}, **names)
@@ -81,14 +74,17 @@ class TestReplace < Minitest::Test
     assert_operator result["seconds"], :<, 1.0
   end
 
-  # Holds before MRI 3.3 only (3.3 resolves on a thread of its own): not defined there, so
-  # that CI=true runs skip nothing.
-  unless Igai::SocketPatches.interruptible_already?
-    def test_net_http_open_timeout_cannot_end_a_stalled_lookup_without_igai_replace
-      result = child(<<~RUBY, name: Bed.stalled_name)
-        require "igai"
-        report(attempt { Net::HTTP.start(name, 80, nil, open_timeout: 0.3) })
-      RUBY
+  # Before MRI 3.3 open_timeout cannot end a stalled lookup (it waits for the resolver); from
+  # 3.3 on Ruby's own lookup is interruptible.
+  def test_net_http_open_timeout_ends_a_stalled_lookup_without_igai_replace_only_from_mri_3_3
+    result = child(<<~RUBY, name: Bed.stalled_name)
+      require "igai"
+      report(attempt { Net::HTTP.start(name, 80, nil, open_timeout: 0.3) })
+    RUBY
+    if Igai::SocketPatches.interruptible_already?
+      assert_equal "Net::OpenTimeout", result["error"], result.inspect
+      assert_operator result["seconds"], :<, 1.0, result.inspect
+    else
       assert_operator result["seconds"], :>=, Bed.resolver_timeout * 0.9, result.inspect
     end
   end
@@ -226,6 +222,32 @@ class TestReplace < Minitest::Test
     resolution_error = Socket.const_defined?(:ResolutionError) ? "Socket::ResolutionError" : "SocketError"
     assert_equal [resolution_error, "getaddrinfo: Name or service not known"],
                  result["missing"].values_at("error", "message")
+  end
+
+  # bind and connect look their names up through igai: each is one more completed igai lookup,
+  # and a stalled name ends at Timeout.
+  def test_udpsocket_bind_and_connect_resolve_through_igai
+    names = { name: Bed.answered_name, stalled_bind: Bed.stalled_name,
+              stalled_connect: Bed.stalled_name }
+    result = child(<<~RUBY, **names)
+      replace_socket_lookups
+      socket = UDPSocket.new
+      counts = [Igai.stats[:completed]]
+      socket.bind(name, 0)
+      counts << Igai.stats[:completed]
+      socket.connect(name, 9)
+      counts << Igai.stats[:completed]
+      report(
+        "counts" => counts,
+        "bind" => attempt { Timeout.timeout(0.3) { UDPSocket.new.bind(stalled_bind, 0) } },
+        "connect" => attempt { Timeout.timeout(0.3) { UDPSocket.new.connect(stalled_connect, 9) } }
+      )
+    RUBY
+    assert_equal [0, 1, 2], result["counts"], "one igai lookup each for bind and connect"
+    %w[bind connect].each do |call|
+      assert_equal "Timeout::Error", result[call]["error"], call
+      assert_operator result[call]["seconds"], :<, 1.0, call
+    end
   end
 
   def test_ipsocket_getaddress_is_interruptible

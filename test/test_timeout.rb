@@ -1,16 +1,18 @@
 # frozen_string_literal: true
 
 require "minitest/autorun"
-require "open3"
-require "rbconfig"
 require "igai/timeout"
+require_relative "support/stopwatch"
+require_relative "support/subprocess"
 
 # Igai::Timeout: behaviour of the timeout gem (0.4 and later), served by one
 # watcher thread. Timing bounds are deliberately generous: the machine running
 # the tests may be slow and busy.
 class TestIgaiTimeout < Minitest::Test
+  include IgaiTest::Stopwatch
+  include IgaiTest::Subprocess
+
   WATCHER_NAME = "Igai::Timeout watcher"
-  LIB = File.expand_path("../lib", __dir__)
 
   # Raised by the tests that pass an exception class.
   class Expired < StandardError; end
@@ -63,10 +65,6 @@ class TestIgaiTimeout < Minitest::Test
     undef_method :timeout_after
   end
 
-  def now
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
   # Spins (without blocking) until +seconds+ have passed.
   def busy(seconds)
     stop = now + seconds
@@ -89,14 +87,7 @@ class TestIgaiTimeout < Minitest::Test
   # Runs +code+ in a fresh Ruby that has required igai/timeout, so that it is
   # the first user of the watcher; returns its output and status.
   def fresh_ruby(code)
-    Open3.popen2e(RbConfig.ruby, "-I#{LIB}", "-rigai/timeout", "-e", code) do |stdin, out, wait|
-      stdin.close
-      unless wait.join(30)
-        Process.kill(:KILL, wait.pid)
-        flunk "the subprocess hung"
-      end
-      [out.read, wait.value]
-    end
+    run_ruby(code, "-rigai/timeout")
   end
 
   def assert_fresh_ruby_prints(expected, code)
@@ -186,6 +177,17 @@ class TestIgaiTimeout < Minitest::Test
     error = assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.1) { sleep 5 } }
     assert_equal "execution expired", error.message
     assert_operator now - start, :<, 3.0
+  end
+
+  # On time, not merely eventually: of three 0.1 s timeouts the quickest must end well before
+  # 0.5 s (a watcher 0.5 s late ends every one after 0.6 s; taking the quickest keeps one slow
+  # moment of a loaded machine from failing the test).
+  def test_a_short_timeout_fires_on_time
+    tries = Array.new(3) do
+      elapsed { assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.1) { sleep 5 } } }
+    end
+    assert_operator tries.min, :>=, 0.1
+    assert_operator tries.min, :<, 0.35, "0.1 s timeouts ended after #{tries.inspect} s"
   end
 
   def test_times_out_with_the_given_message
@@ -571,8 +573,6 @@ class TestIgaiTimeout < Minitest::Test
   end
 
   def test_forked_child_gets_a_working_watcher
-    skip "no fork on this platform" unless Process.respond_to?(:fork)
-
     Igai::Timeout.timeout(1) {} # the parent's watcher exists
     pid = Process.fork do
       code = begin
@@ -583,16 +583,14 @@ class TestIgaiTimeout < Minitest::Test
       end
       exit!(code)
     end
-    status = nil
-    stop = now + 20
-    sleep 0.01 until (status = Process.wait2(pid, Process::WNOHANG)&.last) || now > stop
-    unless status
-      Process.kill(:KILL, pid)
-      Process.wait(pid)
-      flunk "the child hung"
-    end
+    status = wait_until("the child exits", timeout: 20) { Process.wait2(pid, Process::WNOHANG)&.last }
     assert_equal 0, status.exitstatus
     assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+  ensure
+    if pid && !status
+      Process.kill(:KILL, pid)
+      Process.wait(pid)
+    end
   end
 
   # Forks inside a timeout block (as a pre-forking server's worker might), while

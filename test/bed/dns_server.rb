@@ -33,7 +33,8 @@ module IgaiBed
     TTL = 60
 
     # A decision: action is :drop (never answer), :drop_first (ignore the first query of
-    # each type for the name, answer later ones) or :answer; rcode is a
+    # each type for the name, answer later ones), :answer_once (answer the first query of
+    # each type for the name, drop later ones) or :answer; rcode is a
     # Resolv::DNS::RCode value; delay is in seconds; dual says whether AAAA
     # queries get an answer.
     Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, keyword_init: true)
@@ -63,6 +64,10 @@ module IgaiBed
                      delay: 0, dual: false, in_zone: true)
       when /\Adelay(\d+)-/
         Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError,
+                     delay: Regexp.last_match(1).to_i / 1000.0,
+                     dual: false, in_zone: true)
+      when /\Aonce(\d+)-/
+        Decision.new(action: :answer_once, rcode: Resolv::DNS::RCode::NoError,
                      delay: Regexp.last_match(1).to_i / 1000.0,
                      dual: false, in_zone: true)
       when /\Anx-/
@@ -209,6 +214,7 @@ module IgaiBed
       decision = Behaviour.decide(qname.to_s)
       return nil if decision.action == :drop
       return nil if decision.action == :drop_first && first_time?(qname.to_s, qtype)
+      return nil if decision.action == :answer_once && !first_time?(qname.to_s, qtype)
 
       sleep decision.delay if decision.delay.positive?
       encode_reply(query, decision.rcode, tcp: tcp) do |reply|
@@ -218,7 +224,8 @@ module IgaiBed
       end
     end
 
-    # True the first time a name is asked for with this query type.
+    # True the first time a name is asked for with this query type (names are
+    # case-insensitive).
     def first_time?(qname, qtype)
       key = [qname.downcase.chomp("."), qtype]
       @seen_lock.synchronize { @seen[key] ? false : (@seen[key] = true) }

@@ -55,13 +55,23 @@ module IgaiTest
         "not running under test/bed/run (run e.g. `test/bed/run rake test`)"
       end
 
+      # True when nothing may be skipped: on CI (CI set to anything non-empty)
+      # or with IGAI_REQUIRE_BED=1. A missing bed then fails the run.
+      def strict?
+        !ENV["CI"].to_s.empty? || ENV["IGAI_REQUIRE_BED"] == "1"
+      end
+
+      # Skips test with message, or fails it when strict?.
+      def skip_or_flunk(test, message)
+        strict? ? test.flunk(message) : test.skip(message)
+      end
+
       # Call first in a test that needs the bed: skips it when the bed is
-      # missing, or fails it on CI (CI=true), where a missing bed is a bug.
+      # missing, or fails it when strict?, where a missing bed is a bug.
       def require!(test)
         return true if available?
 
-        message = "stalled-DNS bed unavailable: #{unavailable_reason}"
-        ENV["CI"] == "true" ? test.flunk(message) : test.skip(message)
+        skip_or_flunk(test, "stalled-DNS bed unavailable: #{unavailable_reason}")
       end
 
       # Seconds glibc waits for an unanswered query (resolv.conf timeout:,
@@ -88,6 +98,14 @@ module IgaiTest
       # Answered (like answered_name) after ms milliseconds.
       def delayed_name(ms, zone: ZONE)
         unique_name("delay#{Integer(ms)}", zone)
+      end
+
+      # Answered (like answered_name) ms milliseconds after the server received
+      # the first query of its name and type; any later query of that name and
+      # type is never answered. So a lookup that is sent again (restarted)
+      # instead of waited for stalls until the resolver gives up.
+      def once_name(ms)
+        unique_name("once#{Integer(ms)}")
       end
 
       # A -> 127.0.0.1; AAAA -> ::1 when dual, else no AAAA data.

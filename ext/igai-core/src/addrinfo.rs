@@ -289,16 +289,9 @@ fn system_getaddrinfo(query: &AddrQuery) -> Result<Vec<AddrEntry>, LookupError> 
     let code = unsafe { libc::getaddrinfo(host, service, &hints, &mut list) };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     if code != 0 {
-        // Like MRI on Linux: an NSS module missing its files reports EAI_SYSTEM/ENOENT,
-        // which means "no such name" to the user.
-        let code = if code == libc::EAI_SYSTEM && errno == libc::ENOENT {
-            libc::EAI_NONAME
-        } else {
-            code
-        };
         return Err(LookupError {
             call: Call::GetAddrInfo,
-            code,
+            code: code_as_mri_reports(code, errno),
             errno,
         });
     }
@@ -334,6 +327,16 @@ fn system_getaddrinfo(query: &AddrQuery) -> Result<Vec<AddrEntry>, LookupError> 
     // SAFETY: `list` came from a successful getaddrinfo and is freed exactly once.
     unsafe { libc::freeaddrinfo(list) };
     Ok(entries)
+}
+
+/// Like MRI on Linux: an NSS module missing its files reports EAI_SYSTEM/ENOENT, which means
+/// "no such name" to the user.
+fn code_as_mri_reports(code: c_int, errno: c_int) -> c_int {
+    if code == libc::EAI_SYSTEM && errno == libc::ENOENT {
+        libc::EAI_NONAME
+    } else {
+        code
+    }
 }
 
 /// getnameinfo(3) with `NI_NUMERICHOST | NI_NUMERICSERV`: the address text and port number.
@@ -495,6 +498,23 @@ mod tests {
     fn empty_service_is_port_zero() {
         let entries = query("10.1.2.3", Some(""), Hints::default()).run().unwrap();
         assert_eq!(entries[0].port, 0);
+    }
+
+    #[test]
+    fn only_eai_system_with_enoent_is_reported_as_no_such_name() {
+        assert_eq!(
+            code_as_mri_reports(libc::EAI_SYSTEM, libc::ENOENT),
+            libc::EAI_NONAME
+        );
+        assert_eq!(
+            code_as_mri_reports(libc::EAI_SYSTEM, libc::EACCES),
+            libc::EAI_SYSTEM
+        );
+        assert_eq!(
+            code_as_mri_reports(libc::EAI_AGAIN, libc::ENOENT),
+            libc::EAI_AGAIN
+        );
+        assert_eq!(code_as_mri_reports(libc::EAI_AGAIN, 0), libc::EAI_AGAIN);
     }
 
     #[test]

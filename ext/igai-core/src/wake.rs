@@ -408,15 +408,138 @@ mod doorbell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
     use std::time::Duration;
 
-    #[test]
-    fn sleep_returns_at_the_deadline_when_nothing_happens() {
-        let cell = WakeCell::leak_new();
+    /// Runs `body` on its own thread and returns its result; fails the test when it has not
+    /// finished within `limit`, so that a wait that never ends cannot hang `cargo test`.
+    fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(body());
+        });
+        match result.recv_timeout(limit) {
+            Ok(value) => value,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("still waiting after {limit:?}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the waiting thread panicked"),
+        }
+    }
+
+    /// `cell.sleep(deadline)` bounded by a watchdog.
+    fn sleep_bounded(cell: &'static WakeCell, deadline: Option<Instant>) -> Woken {
+        within(Duration::from_secs(10), move || cell.sleep(deadline))
+    }
+
+    /// CPU time the calling thread has used so far.
+    fn thread_cpu_time() -> Duration {
+        // SAFETY: an all-zero timespec is a valid value for clock_gettime to overwrite.
+        let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: `now` is a live timespec on this stack frame; clock_gettime only writes it.
+        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    }
+
+    /// What a sleeper saw: how many times `sleep` returned, the wall time it took, the CPU time
+    /// it burnt, and how it ended.
+    struct Slept {
+        returns: u32,
+        took: Duration,
+        cpu: Duration,
+        end: Woken,
+        ended: Instant,
+    }
+
+    /// Sleeps on `cell` as a caller does, looping while `sleep` returns `Nothing` until
+    /// `deadline` (if any) has passed, and counts.
+    fn sleep_like_a_caller(cell: &'static WakeCell, deadline: Option<Instant>) -> Slept {
         let start = Instant::now();
-        let deadline = start + Duration::from_millis(30);
-        while cell.sleep(Some(deadline)) == Woken::Nothing && Instant::now() < deadline {}
-        assert!(start.elapsed() >= Duration::from_millis(30));
+        let cpu = thread_cpu_time();
+        let mut returns = 0;
+        let end = loop {
+            returns += 1;
+            match cell.sleep(deadline) {
+                Woken::Nothing if deadline.map_or(true, |d| Instant::now() < d) => continue,
+                end => break end,
+            }
+        };
+        Slept {
+            returns,
+            took: start.elapsed(),
+            cpu: thread_cpu_time() - cpu,
+            end,
+            ended: Instant::now(),
+        }
+    }
+
+    /// A sleeper that blocked returned once (a few times at most, for spurious wake-ups) and
+    /// burnt next to no CPU; one that polls returns thousands of times and burns its whole wait.
+    fn assert_it_blocked(slept: &Slept) {
+        assert!(
+            slept.returns <= 3,
+            "sleep returned {} times: it polls",
+            slept.returns
+        );
+        assert!(
+            slept.cpu < Duration::from_millis(40),
+            "a sleeper used {:?} of CPU",
+            slept.cpu
+        );
+    }
+
+    /// A sleep with a deadline blocks until the deadline: it returns once (a few times at
+    /// most, for spurious wake-ups) and burns next to no CPU. A cell that polls returns
+    /// thousands of times and burns the whole wait.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sleep_blocks_until_its_deadline_instead_of_polling() {
+        let cell = WakeCell::leak_new();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let slept = within(Duration::from_secs(10), move || {
+            sleep_like_a_caller(cell, Some(deadline))
+        });
+        assert_eq!(slept.end, Woken::Nothing);
+        assert_it_blocked(&slept);
+    }
+
+    /// The same for a sleep without a deadline that an interrupt ends.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sleep_without_deadline_blocks_until_interrupted_instead_of_polling() {
+        let cell = WakeCell::leak_new();
+        let waker = cell.waker();
+        let sleeper = std::thread::spawn(move || sleep_like_a_caller(cell, None));
+        std::thread::sleep(Duration::from_millis(200));
+        let interrupted = Instant::now();
+        waker.interrupt();
+        let slept = within(Duration::from_secs(10), move || sleeper.join().unwrap());
+        assert_eq!(slept.end, Woken::Interrupted);
+        assert!(
+            slept.ended >= interrupted,
+            "the sleep ended before the interrupt"
+        );
+        assert_it_blocked(&slept);
+    }
+
+    #[test]
+    fn a_sleep_ends_at_its_deadline_when_nothing_happens() {
+        let cell = WakeCell::leak_new();
+        let deadline = Instant::now() + Duration::from_millis(30);
+        let slept = within(Duration::from_secs(10), move || {
+            sleep_like_a_caller(cell, Some(deadline))
+        });
+        assert_eq!(slept.end, Woken::Nothing);
+        assert!(Instant::now() >= deadline);
+        assert!(slept.took < Duration::from_secs(5), "{:?}", slept.took);
+    }
+
+    #[test]
+    fn a_sleep_whose_deadline_has_passed_returns_at_once() {
+        let cell = WakeCell::leak_new();
+        let slept = within(Duration::from_secs(10), move || {
+            sleep_like_a_caller(cell, Some(Instant::now()))
+        });
+        assert_eq!((slept.end, slept.returns), (Woken::Nothing, 1));
     }
 
     #[test]
@@ -427,26 +550,63 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             waker.interrupt();
         });
-        let woken = loop {
-            match cell.sleep(None) {
-                Woken::Nothing => continue,
-                other => break other,
-            }
-        };
+        let slept = within(Duration::from_secs(10), move || {
+            sleep_like_a_caller(cell, None)
+        });
         t.join().unwrap();
-        assert_eq!(woken, Woken::Interrupted);
+        assert_eq!(slept.end, Woken::Interrupted);
         assert!(cell.is_interrupted());
+        // The interrupt stays raised: the next sleep returns at once.
+        assert_eq!(sleep_bounded(cell, None), Woken::Interrupted);
         cell.clear_interrupt();
         assert!(!cell.is_interrupted());
+    }
+
+    #[test]
+    fn done_wakes_a_sleeper_and_is_consumed_by_the_sleep_that_sees_it() {
+        let cell = WakeCell::leak_new();
+        let notifier = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            cell.notify_done();
+        });
+        let slept = within(Duration::from_secs(10), move || {
+            sleep_like_a_caller(cell, None)
+        });
+        notifier.join().unwrap();
+        assert_eq!(slept.end, Woken::Done);
+        assert!(!cell.is_interrupted());
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(sleep_bounded(cell, Some(soon)), Woken::Nothing);
     }
 
     #[test]
     fn done_flag_is_consumed_by_the_sleep_that_sees_it() {
         let cell = WakeCell::leak_new();
         cell.notify_done();
-        assert_eq!(cell.sleep(None), Woken::Done);
+        assert_eq!(sleep_bounded(cell, None), Woken::Done);
         let soon = Instant::now() + Duration::from_millis(5);
-        assert_eq!(cell.sleep(Some(soon)), Woken::Nothing);
+        assert_eq!(sleep_bounded(cell, Some(soon)), Woken::Nothing);
+    }
+
+    #[test]
+    fn an_interrupt_wins_over_done_and_leaves_done_for_later() {
+        let cell = WakeCell::leak_new();
+        cell.notify_done();
+        cell.waker().interrupt();
+        assert_eq!(sleep_bounded(cell, None), Woken::Interrupted);
+        cell.clear_interrupt();
+        assert_eq!(sleep_bounded(cell, None), Woken::Done);
+    }
+
+    #[test]
+    fn reset_clears_both_flags() {
+        let cell = WakeCell::leak_new();
+        cell.notify_done();
+        cell.waker().interrupt();
+        cell.reset();
+        assert!(!cell.is_interrupted());
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(sleep_bounded(cell, Some(soon)), Woken::Nothing);
     }
 
     #[test]

@@ -82,18 +82,44 @@ fn pool(config: Config, gates: &Arc<Gates>) -> Pool<u32, Outcome> {
     Pool::new(config, zone_of, gates.lookup())
 }
 
-/// Polls `stats` until `done` holds, for at most 5 s.
+/// Polls `stats` until `done` holds; fails the test when it does not within [`LIMIT`].
 fn eventually<O: Send + Sync + 'static>(
     pool: &Pool<u32, O>,
     done: impl Fn(&Stats) -> bool,
 ) -> Stats {
-    let give_up = Instant::now() + Duration::from_secs(5);
+    let give_up = Instant::now() + LIMIT;
     loop {
         let stats = pool.stats();
-        if done(&stats) || Instant::now() > give_up {
+        if done(&stats) {
             return stats;
         }
+        assert!(
+            Instant::now() < give_up,
+            "the awaited pool state did not come within {LIMIT:?}; last stats: {stats:?}"
+        );
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The longest any test waits for something that should come at once: a regression fails the
+/// test with a message instead of hanging `cargo test`.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// `Ticket::wait` bounded by [`LIMIT`].
+trait WaitBounded<O> {
+    fn wait_bounded(&mut self) -> WaitEnd<O>;
+}
+
+impl<K, O> WaitBounded<O> for Ticket<K, O>
+where
+    K: Eq + std::hash::Hash + Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    fn wait_bounded(&mut self) -> WaitEnd<O> {
+        match self.wait(Some(Instant::now() + LIMIT)) {
+            WaitEnd::TimedOut => panic!("the lookup did not end within {LIMIT:?}"),
+            end => end,
+        }
     }
 }
 
@@ -108,9 +134,9 @@ fn done_value(end: WaitEnd<Outcome>) -> u32 {
 fn two_lookups_one_after_the_other(pool: &Pool<u32, Outcome>, gates: &Gates) -> Stats {
     gates.open(1);
     gates.open(2);
-    assert_eq!(done_value(pool.submit(1).wait(None)), 10);
+    assert_eq!(done_value(pool.submit(1).wait_bounded()), 10);
     eventually(pool, |s| s.idle == 1);
-    assert_eq!(done_value(pool.submit(2).wait(None)), 20);
+    assert_eq!(done_value(pool.submit(2).wait_bounded()), 20);
     eventually(pool, |s| s.idle == 1)
 }
 
@@ -135,7 +161,7 @@ fn jobs_beyond_the_cap_wait_in_the_queue_and_run_later() {
     }
     let values: Vec<_> = tickets
         .iter_mut()
-        .map(|t| done_value(t.wait(None)))
+        .map(|t| done_value(t.wait_bounded()))
         .collect();
     assert_eq!(values, [10, 20, 30, 40, 50]);
     assert_eq!(pool.stats().workers, 2);
@@ -154,7 +180,7 @@ fn a_queued_job_whose_caller_gives_up_is_withdrawn_and_never_runs() {
     assert_eq!(pool.stats().queued, 0);
     gates.open(1);
     gates.open(2);
-    assert_eq!(done_value(running.wait(None)), 10);
+    assert_eq!(done_value(running.wait_bounded()), 10);
     eventually(&pool, |s| s.idle == 1);
     assert_eq!(gates.calls(2), 0, "the withdrawn lookup must not run");
 }
@@ -169,8 +195,8 @@ fn identical_keys_share_one_lookup_and_one_waiter_leaving_does_not_disturb_the_o
     eventually(&pool, |s| s.busy == 1);
     drop(second);
     gates.open(7);
-    assert_eq!(done_value(first.wait(None)), 70);
-    assert_eq!(done_value(third.wait(None)), 70);
+    assert_eq!(done_value(first.wait_bounded()), 70);
+    assert_eq!(done_value(third.wait_bounded()), 70);
     let stats = pool.stats();
     assert_eq!(stats.coalesced, 2);
     assert_eq!(stats.completed, 1);
@@ -182,8 +208,8 @@ fn a_finished_lookup_is_not_reused_by_later_callers() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(4), &gates);
     gates.open(3);
-    done_value(pool.submit(3).wait(None));
-    done_value(pool.submit(3).wait(None));
+    done_value(pool.submit(3).wait_bounded());
+    done_value(pool.submit(3).wait_bounded());
     assert_eq!(gates.calls(3), 2);
 }
 
@@ -197,8 +223,8 @@ fn idle_workers_retire_after_the_idle_timeout() {
     gates.open(2);
     let mut a = pool.submit(1);
     let mut b = pool.submit(2);
-    done_value(a.wait(None));
-    done_value(b.wait(None));
+    done_value(a.wait_bounded());
+    done_value(b.wait_bounded());
     let stats = eventually(&pool, |s| s.workers == 0);
     assert_eq!(stats.workers, 0);
     assert_eq!(stats.idle, 0);
@@ -207,9 +233,12 @@ fn idle_workers_retire_after_the_idle_timeout() {
 #[test]
 fn shortening_the_idle_timeout_retires_workers_already_idle() {
     let gates = Arc::new(Gates::default());
-    let pool = pool(config(4), &gates);
+    // Far longer than `eventually` waits: only the shortened timeout can retire the worker.
+    let mut cfg = config(4);
+    cfg.idle_timeout = Duration::from_secs(3600);
+    let pool = pool(cfg, &gates);
     gates.open(1);
-    done_value(pool.submit(1).wait(None));
+    done_value(pool.submit(1).wait_bounded());
     eventually(&pool, |s| s.idle == 1);
     pool.set_idle_timeout(Duration::from_millis(1));
     assert_eq!(eventually(&pool, |s| s.workers == 0).workers, 0);
@@ -239,7 +268,7 @@ fn the_last_waiter_to_let_go_frees_the_outcome() {
     let mut one = pool.submit(12);
     let mut two = pool.submit(12);
     gates.open(12);
-    let a = match one.wait(None) {
+    let a = match one.wait_bounded() {
         WaitEnd::Done(o) => o,
         other => panic!("{other:?}"),
     };
@@ -248,7 +277,7 @@ fn the_last_waiter_to_let_go_frees_the_outcome() {
     drop(a);
     // The second waiter has not collected yet: the outcome must still be alive for it.
     assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before + 1);
-    assert_eq!(done_value(two.wait(None)), 120);
+    assert_eq!(done_value(two.wait_bounded()), 120);
     assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before);
 }
 
@@ -268,7 +297,7 @@ fn an_abandoned_lookup_is_forgotten_and_the_same_key_starts_a_fresh_lookup() {
     let stats = pool.stats();
     assert_eq!((stats.busy, stats.abandoned, stats.coalesced), (2, 1, 0));
     gates.open(13);
-    assert_eq!(done_value(again.wait(None)), 130);
+    assert_eq!(done_value(again.wait_bounded()), 130);
     let stats = eventually(&pool, |s| s.busy == 0);
     assert_eq!(stats.abandoned, 0);
     assert_eq!(
@@ -289,8 +318,8 @@ fn callers_still_waiting_keep_sharing_a_lookup_that_one_of_them_left() {
     let mut third = pool.submit(15);
     assert_eq!(pool.stats().abandoned, 0);
     gates.open(15);
-    assert_eq!(done_value(second.wait(None)), 150);
-    assert_eq!(done_value(third.wait(None)), 150);
+    assert_eq!(done_value(second.wait_bounded()), 150);
+    assert_eq!(done_value(third.wait_bounded()), 150);
     assert_eq!(gates.calls(15), 1);
 }
 
@@ -304,11 +333,11 @@ fn an_interrupt_ends_the_wait_but_keeps_the_ticket_waiting() {
         std::thread::sleep(Duration::from_millis(20));
         waker.interrupt();
     });
-    assert!(matches!(ticket.wait(None), WaitEnd::Interrupted));
+    assert!(matches!(ticket.wait_bounded(), WaitEnd::Interrupted));
     interrupter.join().unwrap();
     ticket.rearm();
     gates.open(14);
-    assert_eq!(done_value(ticket.wait(None)), 140);
+    assert_eq!(done_value(ticket.wait_bounded()), 140);
 }
 
 #[test]
@@ -320,7 +349,7 @@ fn raising_the_cap_starts_workers_for_queued_jobs() {
     eventually(&pool, |s| s.busy == 1 && s.queued == 1);
     pool.set_max_workers(2);
     gates.open(22);
-    assert_eq!(done_value(second.wait(None)), 220);
+    assert_eq!(done_value(second.wait_bounded()), 220);
     gates.open(21);
 }
 
@@ -331,7 +360,7 @@ fn a_thread_that_cannot_be_created_fails_the_job_with_the_os_error() {
     cfg.stack_size = usize::MAX / 2; // no system can map this
     let pool = pool(cfg, &gates);
     let mut ticket = pool.submit(1);
-    assert!(matches!(ticket.wait(None), WaitEnd::NoThread(_)));
+    assert!(matches!(ticket.wait_bounded(), WaitEnd::NoThread(_)));
     let stats = pool.stats();
     assert_eq!((stats.workers, stats.queued), (0, 0));
 }
@@ -342,8 +371,8 @@ fn a_panicking_lookup_reports_the_panic_and_the_worker_survives() {
         assert!(*key != 0, "lookup of zero panics");
         *key
     });
-    assert!(matches!(pool.submit(0).wait(None), WaitEnd::Panicked));
-    match pool.submit(5).wait(None) {
+    assert!(matches!(pool.submit(0).wait_bounded(), WaitEnd::Panicked));
+    match pool.submit(5).wait_bounded() {
         WaitEnd::Done(v) => assert_eq!(*v, 5),
         other => panic!("{other:?}"),
     }
@@ -362,7 +391,7 @@ fn many_callers_many_keys_all_get_their_own_answer() {
             std::thread::spawn(move || {
                 for i in 0..200u32 {
                     let key = (t * 7 + i) % 40;
-                    match pool.submit(key).wait(None) {
+                    match pool.submit(key).wait_bounded() {
                         WaitEnd::Done(v) => assert_eq!(*v, key + 1),
                         other => panic!("{other:?}"),
                     }
@@ -417,7 +446,7 @@ fn a_zone_holding_its_limit_of_abandoned_lookups_starts_no_more_until_one_ends()
     assert_eq!(pool.abandoned_by_zone(), vec![("z0".to_owned(), 2)]);
     // Another zone is not held up.
     gates.open(101);
-    assert_eq!(done_value(pool.submit(101).wait(None)), 1010);
+    assert_eq!(done_value(pool.submit(101).wait_bounded()), 1010);
     assert_eq!(
         gates.calls(3),
         0,
@@ -426,7 +455,7 @@ fn a_zone_holding_its_limit_of_abandoned_lookups_starts_no_more_until_one_ends()
     // One stuck lookup ends: the zone may start its waiting job.
     gates.open(3);
     gates.open(1);
-    assert_eq!(done_value(held.wait(None)), 30);
+    assert_eq!(done_value(held.wait_bounded()), 30);
     let stats = eventually(&pool, |s| s.abandoned == 1);
     assert_eq!((stats.stuck_zones, stats.waiting_for_zone), (0, 0));
     gates.open(2);
@@ -469,7 +498,7 @@ fn lookups_that_callers_wait_for_are_never_limited_by_their_zone() {
         gates.open(key);
     }
     for (ticket, key) in waiting.iter_mut().zip(10..) {
-        assert_eq!(done_value(ticket.wait(None)), key * 10);
+        assert_eq!(done_value(ticket.wait_bounded()), key * 10);
     }
     gates.open(1);
 }
@@ -481,7 +510,7 @@ fn raising_the_zone_limit_releases_the_waiting_jobs() {
     assert_eq!(pool.stats().waiting_for_zone, 1);
     pool.set_max_stuck_per_zone(3);
     gates.open(3);
-    assert_eq!(done_value(held.wait(None)), 30);
+    assert_eq!(done_value(held.wait_bounded()), 30);
     pool.set_max_stuck_per_zone(1);
     assert_eq!(pool.stats().stuck_zones, 1);
     gates.open(1);
@@ -503,7 +532,7 @@ fn stuck_lookups_count_against_the_cap_on_threads() {
     assert_eq!(stats.stuck_zones, 2);
     gates.open(201);
     gates.open(101);
-    assert_eq!(done_value(queued.wait(None)), 2010);
+    assert_eq!(done_value(queued.wait_bounded()), 2010);
     for key in [1, 2, 102] {
         gates.open(key);
     }
@@ -525,9 +554,9 @@ fn zones_take_turns_when_workers_are_scarce() {
     for key in [1, 2, 3, 4, 5, 101, 201, 999] {
         gates.open(key);
     }
-    done_value(blocker.wait(None));
+    done_value(blocker.wait_bounded());
     for ticket in &mut tickets {
-        done_value(ticket.wait(None));
+        done_value(ticket.wait_bounded());
     }
     assert_eq!(gates.started(), [999, 1, 101, 201, 2, 3, 4, 5]);
 }
@@ -545,12 +574,12 @@ fn under_a_trickle_the_most_recently_idle_worker_serves_and_surplus_workers_reti
         gates.open(key);
     }
     for ticket in &mut burst {
-        done_value(ticket.wait(None));
+        done_value(ticket.wait_bounded());
     }
     // Then one lookup every 20 ms for a second: far more often than the idle timeout.
     for key in 10..60 {
         gates.open(key);
-        done_value(pool.submit(key).wait(None));
+        done_value(pool.submit(key).wait_bounded());
         std::thread::sleep(Duration::from_millis(20));
     }
     let stats = pool.stats();
@@ -578,7 +607,7 @@ fn a_thread_that_cannot_be_created_keeps_its_os_error_number() {
     let mut one = pool.submit(1);
     let mut two = pool.submit(1);
     for ticket in [&mut one, &mut two] {
-        match ticket.wait(None) {
+        match ticket.wait_bounded() {
             WaitEnd::NoThread(error) => assert!(
                 error.raw_os_error().is_some(),
                 "the OS error number is lost: {error:?}"
@@ -594,7 +623,7 @@ fn back_to_back_lookups_of_one_caller_are_served_by_one_worker() {
     // The caller submits again the moment it is woken: the worker that woke it must
     // already count as idle, or each lookup could start another thread.
     for key in 0..300 {
-        match pool.submit(key).wait(None) {
+        match pool.submit(key).wait_bounded() {
             WaitEnd::Done(v) => assert_eq!(*v, key),
             other => panic!("{other:?}"),
         }
@@ -658,8 +687,122 @@ fn the_books_balance_after_a_storm_of_lookups_abandoned_withdrawn_and_answered()
     assert!(stats.workers <= 4);
     assert!(pool.abandoned_by_zone().is_empty());
     // And the pool still works.
-    match pool.submit(1).wait(None) {
+    match pool.submit(1).wait_bounded() {
         WaitEnd::Done(v) => assert_eq!(*v, 2),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn max_workers_reports_the_cap_and_never_goes_below_one() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(3), &gates);
+    assert_eq!(pool.max_workers(), 3);
+    pool.set_max_workers(0);
+    assert_eq!(pool.max_workers(), 1);
+    pool.set_max_workers(7);
+    assert_eq!(pool.max_workers(), 7);
+}
+
+#[test]
+fn abandoned_by_zone_lists_only_zones_holding_abandoned_lookups() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    let mut waited_for = pool.submit(1);
+    let left = pool.submit(101);
+    eventually(&pool, |s| s.busy == 2);
+    assert_eq!(pool.abandoned_by_zone(), []);
+    drop(left);
+    assert_eq!(pool.abandoned_by_zone(), [("z1".to_owned(), 1)]);
+    gates.open(1);
+    gates.open(101);
+    assert_eq!(done_value(waited_for.wait_bounded()), 10);
+}
+
+#[test]
+fn lowering_the_zone_limit_holds_the_jobs_already_queued_in_that_zone() {
+    let gates = Arc::new(Gates::default());
+    let mut cfg = config(2);
+    cfg.max_stuck_per_zone = 3;
+    let pool = pool(cfg, &gates);
+    abandon(&pool, &gates, 1);
+    abandon(&pool, &gates, 2);
+    let mut queued = pool.submit(3);
+    let stats = pool.stats();
+    assert_eq!((stats.queued, stats.waiting_for_zone), (1, 0));
+    assert_eq!(pool.abandoned_by_zone(), [("z0".to_owned(), 2)]);
+    pool.set_max_stuck_per_zone(2);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.stuck_zones, stats.queued, stats.waiting_for_zone),
+        (1, 0, 1)
+    );
+    gates.open(1);
+    gates.open(2);
+    gates.open(3);
+    assert_eq!(done_value(queued.wait_bounded()), 30);
+}
+
+#[test]
+fn a_zone_with_queued_jobs_but_nothing_abandoned_is_not_listed_as_abandoned() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(1), &gates);
+    let mut running = pool.submit(1);
+    eventually(&pool, |s| s.busy == 1);
+    let mut queued = pool.submit(2);
+    assert_eq!(pool.stats().queued, 1);
+    assert_eq!(pool.abandoned_by_zone(), []);
+    gates.open(1);
+    gates.open(2);
+    assert_eq!(done_value(running.wait_bounded()), 10);
+    assert_eq!(done_value(queued.wait_bounded()), 20);
+}
+
+#[test]
+fn withdrawing_one_zones_queued_job_leaves_the_other_zones_in_turn() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(1), &gates);
+    let mut running = pool.submit(201);
+    eventually(&pool, |s| s.busy == 1);
+    let withdrawn = pool.submit(1);
+    let mut other_zone = pool.submit(101);
+    assert_eq!(pool.stats().queued, 2);
+    drop(withdrawn);
+    assert_eq!(pool.stats().queued, 1);
+    gates.open(201);
+    gates.open(101);
+    assert_eq!(done_value(running.wait_bounded()), 2010);
+    assert_eq!(done_value(other_zone.wait_bounded()), 1010);
+    assert_eq!(gates.calls(1), 0, "the withdrawn lookup must not run");
+}
+
+#[test]
+fn after_rearm_a_wait_sleeps_again_instead_of_ending_at_once() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(4), &gates);
+    let mut ticket = pool.submit(16);
+    ticket.waker().interrupt();
+    assert!(matches!(ticket.wait_bounded(), WaitEnd::Interrupted));
+    ticket.rearm();
+    let soon = Instant::now() + Duration::from_millis(30);
+    assert!(matches!(ticket.wait(Some(soon)), WaitEnd::TimedOut));
+    gates.open(16);
+    assert_eq!(done_value(ticket.wait_bounded()), 160);
+}
+
+#[test]
+fn lowering_the_cap_retires_surplus_workers_as_they_finish() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(3), &gates);
+    let mut tickets: Vec<_> = (1..=3).map(|key| pool.submit(key)).collect();
+    eventually(&pool, |s| s.busy == 3);
+    pool.set_max_workers(1);
+    for key in 1..=3 {
+        gates.open(key);
+    }
+    for ticket in &mut tickets {
+        done_value(ticket.wait_bounded());
+    }
+    let stats = eventually(&pool, |s| s.workers == 1);
+    assert_eq!((stats.workers, stats.idle, stats.busy), (1, 1, 0));
 }

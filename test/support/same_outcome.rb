@@ -1,0 +1,15 @@
+# frozen_string_literal: true
+
+module IgaiTest
+  # assert_same_outcome for differential tests. The including test defines compared_calls
+  # (two Methods: the plain one and igai's) and outcome { ... } (what a call produced, result
+  # or exception, in a form that compares everything a caller can observe).
+  module SameOutcome
+    def assert_same_outcome(*args)
+      plain, ours = compared_calls
+      expected = outcome { plain.call(*args) }
+      actual = outcome { ours.call(*args) }
+      assert_equal expected, actual, "#{plain.receiver}.#{plain.name}(#{args.map(&:inspect).join(', ')})"
+    end
+  end
+end

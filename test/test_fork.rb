@@ -1,0 +1,53 @@
+# frozen_string_literal: true
+
+require_relative "test_helper"
+require "json"
+
+# A forked child gets a resolver of its own: its Igai.stats start from zero, whatever the parent
+# had finished, coalesced or left stalled, and its lookups run on its own threads. Every wait is
+# bounded, so that a child that inherited the parent's pool (and would wait forever for threads
+# that do not exist in it) fails the test within seconds and is killed.
+class TestFork < IgaiTest::BedTest
+  def test_a_forked_child_starts_from_zero_stats_and_resolves_on_its_own_threads
+    code = <<~RUBY
+      require "igai"
+      require "json"
+      require #{File.expand_path('support/stopwatch', __dir__).dump}
+      3.times { |i| Socket.interruptible_getaddrinfo("ok-parent\#{i}-\#{$$}.igai.test", 80, :INET) }
+      stalled = Array.new(2) do |i|
+        Thread.new { Socket.interruptible_getaddrinfo("stall-parent\#{i}-\#{$$}.igai.test", 80) }
+      end
+      IgaiTest::Stopwatch.wait_until("two stalled lookups run") { Igai.stats[:busy] == 2 }
+      parent = Igai.stats
+      reader, writer = IO.pipe
+      pid = fork do
+        reader.close
+        at_start = Igai.stats
+        answer = begin
+          Socket.interruptible_getaddrinfo("ok-child-\#{$$}.igai.test", 80, :INET, timeout: 5)[0][3]
+        rescue SystemCallError, SocketError => e
+          e.class.name
+        end
+        writer.puts JSON.generate(at_start: at_start, answer: answer, after: Igai.stats)
+        exit!(0)
+      end
+      writer.close
+      line = reader.wait_readable(10) && reader.gets
+      Process.kill(:KILL, pid) unless line
+      Process.wait(pid)
+      stalled.each(&:kill)
+      puts JSON.generate(parent: parent, child: line && JSON.parse(line))
+    RUBY
+    output, status = run_ruby(code, timeout: 30)
+    assert status.success?, output
+    report = JSON.parse(output.lines.last, symbolize_names: true)
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 2, busy: 2, completed: 3),
+                 report[:parent])
+    child = report[:child]
+    refute_nil child, "the child did not report within 10 s (killed): #{output}"
+    zero = IgaiTest::NO_STATS
+    assert_equal zero, child[:at_start]
+    assert_equal "127.0.0.1", child[:answer]
+    assert_equal zero.merge(workers: 1, idle: 1, completed: 1), child[:after]
+  end
+end
