@@ -250,22 +250,18 @@ module IgaiFuzz
       end
     end
 
-    def family
-      case rand(10)
-      when 0..3 then nil
-      when 4, 5 then pick(FAMILIES)
-      when 6 then pick(FAMILY_NAMES).then { |name| chance(0.5) ? name.to_sym : name }
-      when 7 then ToStr.new(pick(FAMILY_NAMES))
-      else odd_value
-      end
-    end
+    def family = constant(FAMILIES, FAMILY_NAMES)
 
-    def socktype
+    def socktype = constant(SOCKTYPES, SOCKTYPE_NAMES)
+
+    # A family or socktype argument: nil, a number, a name (String or Symbol), a to_str
+    # object holding a name, or something odd.
+    def constant(numbers, names)
       case rand(10)
       when 0..3 then nil
-      when 4, 5 then pick(SOCKTYPES)
-      when 6 then pick(SOCKTYPE_NAMES).then { |name| chance(0.5) ? name.to_sym : name }
-      when 7 then ToStr.new(pick(SOCKTYPE_NAMES))
+      when 4, 5 then pick(numbers)
+      when 6 then pick(names).then { |name| chance(0.5) ? name.to_sym : name }
+      when 7 then ToStr.new(pick(names))
       else odd_value
       end
     end
