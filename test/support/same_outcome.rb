@@ -11,5 +11,15 @@ module IgaiTest
       actual = outcome { ours.call(*args) }
       assert_equal expected, actual, "#{plain.receiver}.#{plain.name}(#{args.map(&:inspect).join(', ')})"
     end
+
+    # Both calls raise ArgumentError, with the same message, for each argument list.
+    def assert_same_argument_errors(*arg_lists)
+      plain, ours = compared_calls
+      arg_lists.each do |args|
+        expected = assert_raises(ArgumentError) { plain.call(*args) }
+        actual = assert_raises(ArgumentError) { ours.call(*args) }
+        assert_equal expected.message, actual.message, args.inspect
+      end
+    end
   end
 end
