@@ -112,16 +112,11 @@ class TestAddrinfo < IgaiTest::BedTest
   end
 
   def test_objects_with_to_str_and_to_int_are_converted_like_addrinfo_getaddrinfo
-    name = Object.new
-    def name.to_str = "localhost"
-    numeric_name = Object.new
-    def numeric_name.to_str = "127.0.0.1"
-    service = Object.new
-    def service.to_str = "80"
-    family = Object.new
-    def family.to_str = "INET"
-    flags = Object.new
-    def flags.to_int = Socket::AI_CANONNAME
+    name = converting(:to_str, "localhost")
+    numeric_name = converting(:to_str, "127.0.0.1")
+    service = converting(:to_str, "80")
+    family = converting(:to_str, "INET")
+    flags = converting(:to_int, Socket::AI_CANONNAME)
     assert_same_outcome(name, service, family)
     assert_same_outcome(name, 80, nil, nil, nil, flags)
     assert_same_outcome(numeric_name, service, nil, nil, nil, flags)

@@ -102,12 +102,7 @@ class TestDifferential < IgaiTest::BedTest
   end
 
   def test_objects_with_to_str_are_converted_like_socket_getaddrinfo
-    name = Object.new
-    def name.to_str = "localhost"
-    service = Object.new
-    def service.to_str = "80"
-    family = Object.new
-    def family.to_str = "INET"
-    assert_same_outcome(name, service, family)
+    assert_same_outcome(converting(:to_str, "localhost"), converting(:to_str, "80"),
+                        converting(:to_str, "INET"))
   end
 end

@@ -12,6 +12,11 @@ module IgaiTest
       assert_equal expected, actual, "#{plain.receiver}.#{plain.name}(#{args.map(&:inspect).join(', ')})"
     end
 
+    # An object whose only conversion is method (:to_str, :to_int) returning value.
+    def converting(method, value)
+      Object.new.tap { |object| object.define_singleton_method(method) { value } }
+    end
+
     # Both calls raise ArgumentError, with the same message, for each argument list.
     def assert_same_argument_errors(*arg_lists)
       plain, ours = compared_calls
