@@ -168,9 +168,10 @@ class TestPool < IgaiTest::BedTest
   # Runs `lookup` (Ruby code returning Socket.interruptible_getaddrinfo's rows) in a child
   # with a USR1 trap handler that forks without a block, after `setup` (which arranges for the
   # signal). The forked child comes back into the interrupted lookup: it must resolve and
-  # exit by itself. Returns {child_status:, parent_answer:} (status nil: killed after 15 s).
-  def trap_fork_report(setup, lookup)
-    in_child(<<~RUBY)
+  # exit by itself (its status is nil when it was killed after 15 s), and the parent's
+  # lookup answers as usual.
+  def assert_trap_forked_child_resolves_and_exits(setup, lookup)
+    report = in_child(<<~RUBY)
       parent = Process.pid
       reader, writer = IO.pipe
       trap("USR1") do
@@ -189,6 +190,8 @@ class TestPool < IgaiTest::BedTest
       end
       puts JSON.generate(child_status: status&.exitstatus, parent_answer: rows[0][3])
     RUBY
+    assert_equal "127.0.0.1", report[:parent_answer]
+    assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
   end
 
   # A trap handler that forks while the main thread waits in a lookup: the child comes back
@@ -198,11 +201,9 @@ class TestPool < IgaiTest::BedTest
     # The sender lives on: a sleeping thread is what notices the signal (MRI) while the
     # main thread's wait began with other threads alive.
     lookup = 'Socket.interruptible_getaddrinfo("delay1000-trapfork-%d.igai.test" % $$, 80, :INET)'
-    report = trap_fork_report(<<~SETUP, lookup)
+    assert_trap_forked_child_resolves_and_exits(<<~SETUP, lookup)
       Thread.new { wait_until { Igai.stats[:busy] == 1 }; Process.kill("USR1", parent); sleep }
     SETUP
-    assert_equal "127.0.0.1", report[:parent_answer]
-    assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
   end
 
   # The same, with the signal already pending as the wait starts: MRI then runs the trap
@@ -211,7 +212,7 @@ class TestPool < IgaiTest::BedTest
   # while the call allocates, and MRI runs finalizers at the next interrupt check, which is
   # rb_nogvl's (reverse_lookup false: no Ruby method call, hence no earlier check).
   def test_a_child_forked_from_a_trap_handler_as_the_wait_starts_resolves_and_exits
-    report = trap_fork_report(<<~SETUP, <<~LOOKUP)
+    assert_trap_forked_child_resolves_and_exits(<<~SETUP, <<~LOOKUP)
       $signalled = false
       def leave_garbage
         50.times do
@@ -228,8 +229,6 @@ class TestPool < IgaiTest::BedTest
       Socket.interruptible_getaddrinfo("delay300-waitfork-\#{$$}.igai.test", 80, :INET, nil, nil,
                                        nil, false, timeout: 20).tap { GC.stress = false }
     LOOKUP
-    assert_equal "127.0.0.1", report[:parent_answer]
-    assert_equal 0, report[:child_status], "the child resolved and exited within 15 s"
   end
 
   # Building the exception runs Ruby code (here an Errno::ETIMEDOUT#initialize that raises):
