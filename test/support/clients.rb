@@ -28,6 +28,14 @@ module IgaiTest
     end
 
     T = OWN_TIMEOUT
+
+    # Yields resource, which a connect lambda made, and ends it with its method close
+    # whatever happens.
+    def self.closing(resource, close = :close)
+      yield resource
+    ensure
+      resource.public_send(close)
+    end
     URL = ->(host, port) { "http://#{host}:#{port}/" }
 
     ALL = [
@@ -58,12 +66,11 @@ module IgaiTest
         name: "net-http-persistent", package: "ruby-net-http-persistent",
         libraries: ["net/http/persistent"], server: :http,
         connect: lambda do |host, port|
-          http = Net::HTTP::Persistent.new(name: "igai")
-          http.open_timeout = T
-          http.read_timeout = 5
-          http.request(URI(URL.call(host, port))).body
-        ensure
-          http&.shutdown
+          Clients.closing(Net::HTTP::Persistent.new(name: "igai"), :shutdown) do |http|
+            http.open_timeout = T
+            http.read_timeout = 5
+            http.request(URI(URL.call(host, port))).body
+          end
         end
       ),
       Client.new(
@@ -95,31 +102,25 @@ module IgaiTest
         name: "redis", package: "ruby-redis", libraries: ["redis"], server: :redis,
         needs_limit: -> { !defined?(::RedisClient) },
         connect: lambda do |host, port|
-          redis = Redis.new(host: host, port: port, connect_timeout: T, timeout: 5,
-                            reconnect_attempts: 0)
-          redis.get("greeting")
-        ensure
-          redis&.close
+          redis = Redis.new(host: host, port: port, connect_timeout: T, timeout: 5, reconnect_attempts: 0)
+          Clients.closing(redis) { redis.get("greeting") }
         end
       ),
       Client.new(
         name: "dalli", package: "ruby-dalli", libraries: ["dalli"], server: :memcached,
         connect: lambda do |host, port|
           client = Dalli::Client.new("#{host}:#{port}", socket_timeout: T, socket_max_failures: 1)
-          client.get("greeting")
-        ensure
-          client&.close
+          Clients.closing(client) { client.get("greeting") }
         end
       ),
       Client.new(
         name: "Timeout around TCPSocket.new", package: "ruby", libraries: ["timeout"],
         server: :http,
         connect: lambda do |host, port|
-          socket = Timeout.timeout(T) { TCPSocket.new(host, port) }
-          socket.write("GET / HTTP/1.0\r\n\r\n")
-          socket.read.split("\r\n\r\n", 2).last
-        ensure
-          socket&.close
+          Clients.closing(Timeout.timeout(T) { TCPSocket.new(host, port) }) do |socket|
+            socket.write("GET / HTTP/1.0\r\n\r\n")
+            socket.read.split("\r\n\r\n", 2).last
+          end
         end
       )
     ].freeze
