@@ -454,40 +454,39 @@ class TestIgaiTimeout < Minitest::Test
 
   # -- no late raise ----------------------------------------------------------
 
-  def test_no_exit_exception_is_raised_after_blocks_ending_just_before_their_deadline
-    expired = 0
+  # Yields 300 times the length of a block that ends within 0.5 to 3.3 ms, around a 3 ms
+  # deadline, then lingers 0.2 s: no exception may arrive from a call that has returned.
+  def assert_no_late_raise
     late = nil
     begin
-      300.times do |i|
-        # Sleeping lets the watcher run just when the block ends.
-        Igai::Timeout.timeout(0.003) { sleep(0.0005 + (0.0004 * (i % 8))) }
-      rescue Igai::Timeout::Error
-        expired += 1
-      end
+      300.times { |i| yield 0.0005 + (0.0004 * (i % 8)) }
       sleep 0.2
     rescue Exception => e
       late = e
     end
     assert_nil late, "a timeout fired after its call had returned"
+  end
+
+  def test_no_exit_exception_is_raised_after_blocks_ending_just_before_their_deadline
+    expired = 0
+    assert_no_late_raise do |length|
+      # Sleeping lets the watcher run just when the block ends.
+      Igai::Timeout.timeout(0.003) { sleep(length) }
+    rescue Igai::Timeout::Error
+      expired += 1
+    end
     assert_operator expired, :<, 300, "the blocks never finished before their deadline"
   end
 
   def test_no_klass_is_raised_after_blocks_ending_just_before_their_deadline
-    late = nil
-    begin
-      300.times do |i|
-        mine = Class.new(StandardError)
-        begin
-          Igai::Timeout.timeout(0.003, mine) { busy(0.0005 + (0.0004 * (i % 8))) }
-        rescue mine
-          # this call's own timeout: fine
-        end
+    assert_no_late_raise do |length|
+      mine = Class.new(StandardError)
+      begin
+        Igai::Timeout.timeout(0.003, mine) { busy(length) }
+      rescue mine
+        # this call's own timeout: fine
       end
-      sleep 0.2
-    rescue Exception => e
-      late = e
     end
-    assert_nil late, "a timeout fired after its call had returned"
   end
 
   # -- the watcher thread -----------------------------------------------------
