@@ -380,6 +380,33 @@ class TestPool < Minitest::Test
     assert_operator report[:lookup_threads], :<=, 40 + 8, report.inspect
   end
 
+  def test_a_burst_of_concurrent_lookups_to_one_dead_zone_leaves_workers_for_other_zones
+    names = Array.new(200) { Bed.stalled_name }
+    healthy = Bed.answered_name
+    report = in_child(<<~RUBY, env: OUTAGE_ENV, timeout: 120)
+      require "timeout"
+      #{names.inspect}.map do |name|
+        Thread.new do
+          Timeout.timeout(1) { Socket.interruptible_getaddrinfo(name, 80) }
+        rescue Timeout::Error
+        end
+      end.each(&:join)
+      start = now
+      begin
+        answer = Socket.interruptible_getaddrinfo(#{healthy.inspect}, 80, :INET, timeout: 5)[0][3]
+      rescue Errno::ETIMEDOUT
+        answer = "timed out"
+      end
+      puts JSON.generate(answer: answer, took: now - start, stats: Igai.stats, stuck: Igai.stuck_zones)
+    RUBY
+    # Without the zone's cap all 64 workers hang in the abandoned burst for the 30 s
+    # resolver timeout, and the healthy name waits for one of them.
+    assert_equal "127.0.0.1", report[:answer], report.inspect
+    assert_operator report[:took], :<, 1.0
+    assert_equal({ Bed::STALLED_ZONE.to_sym => 48 }, report[:stuck])
+    assert_equal [48, 1, 0, 0], report[:stats].values_at(:abandoned, :stuck_zones, :waiting_for_zone, :queued)
+  end
+
   def test_a_retry_after_an_abandoned_lookup_whose_packet_was_lost_is_answered_at_once
     name = Bed.lost_first_name
     report = in_child(<<~RUBY, env: OUTAGE_ENV)
