@@ -90,7 +90,8 @@ class TestPool < IgaiTest::BedTest
   def test_a_queued_lookup_ends_on_its_own_timeout_while_every_worker_is_stuck
     report = in_child(<<~RUBY)
       Igai.max_workers = 2
-      stuck = 2.times.map { |i| Thread.new { Socket.interruptible_getaddrinfo("stall-q\#{i}-\#{$$}.igai.test", 80) } }
+      # Two zones: with two workers, one zone alone may run only one lookup.
+      stuck = 2.times.map { |i| Thread.new { Socket.interruptible_getaddrinfo("stall-q\#{i}-\#{$$}.igai-q\#{i}.test", 80) } }
       wait_until { Igai.stats[:busy] == 2 }
       start = now
       begin
@@ -114,7 +115,7 @@ class TestPool < IgaiTest::BedTest
   # let expire while the lookup is still queued); the stall lasts 3 s.
   def test_once_stalled_queries_give_up_new_lookups_succeed_and_idle_threads_retire
     report = in_child(<<~RUBY, env: { "RES_OPTIONS" => "timeout:3 attempts:1" })
-      Igai.max_workers = 4
+      Igai.max_workers = 5 # a zone may run all but one of them: four
       Igai.max_stuck_per_zone = 4 # all four in one zone: let each hold a worker
       4.times do |i|
         caller = Thread.new { Socket.interruptible_getaddrinfo("stall-r\#{i}-\#{$$}.igai.test", 80) }
@@ -414,6 +415,33 @@ class TestPool < IgaiTest::BedTest
     assert_equal [40, 20, 0, 0], report[:stats].values_at(:abandoned, :stuck_zones, :waiting_for_zone, :queued)
     assert_operator report[:lookup_threads], :<=, report[:cap] + 4
     assert_operator report[:lookup_threads], :<=, 40 + 8, report.inspect
+  end
+
+  def test_a_burst_of_concurrent_lookups_to_one_dead_zone_leaves_workers_for_other_zones
+    names = Array.new(200) { Bed.stalled_name }
+    healthy = Bed.answered_name
+    report = in_child(<<~RUBY, env: OUTAGE_ENV, timeout: 120)
+      require "timeout"
+      #{names.inspect}.map do |name|
+        Thread.new do
+          Timeout.timeout(1) { Socket.interruptible_getaddrinfo(name, 80) }
+        rescue Timeout::Error
+        end
+      end.each(&:join)
+      start = now
+      begin
+        answer = Socket.interruptible_getaddrinfo(#{healthy.inspect}, 80, :INET, timeout: 5)[0][3]
+      rescue Errno::ETIMEDOUT
+        answer = "timed out"
+      end
+      puts JSON.generate(answer: answer, took: now - start, stats: Igai.stats, stuck: Igai.stuck_zones)
+    RUBY
+    # Without the zone's cap all 64 workers hang in the abandoned burst for the 30 s
+    # resolver timeout, and the healthy name waits for one of them.
+    assert_equal "127.0.0.1", report[:answer], report.inspect
+    assert_operator report[:took], :<, 1.0
+    assert_equal({ Bed::STALLED_ZONE.to_sym => 48 }, report[:stuck])
+    assert_equal [48, 1, 0, 0], report[:stats].values_at(:abandoned, :stuck_zones, :waiting_for_zone, :queued)
   end
 
   def test_a_retry_after_an_abandoned_lookup_whose_packet_was_lost_is_answered_at_once

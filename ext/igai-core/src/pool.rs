@@ -20,6 +20,13 @@
 //!   withdrawn like any queued job when their callers give up. Lookups that callers still
 //!   wait for never count, so a slow but alive zone is not serialized; a dead zone cannot
 //!   take every worker and stall the other zones;
+//! * **caps running lookups per zone**: a zone runs at most `max_workers - reserve` lookups at
+//!   once, abandoned or not, where `reserve = max(1, max_workers / 4)` (48 of 64; with one
+//!   worker, that worker is shared). Its further jobs wait in its queue, counted in
+//!   `waiting_for_zone` like jobs of a stuck zone. A burst of lookups to one dead zone, all
+//!   still waited for, so not limited as stuck work, thus never takes the whole pool: the
+//!   reserve keeps serving other zones while the burst's lookups hang. The cap follows
+//!   [`set_max_workers`](Pool::set_max_workers);
 //! * is **fair between zones**: when workers are scarce, zones with queued jobs take turns
 //!   (round robin), each in its own FIFO order;
 //! * **shrinks**: idle workers wait on a stack and the most recently idle one takes the next
@@ -73,7 +80,7 @@ pub struct Stats {
     pub completed: u64,
     /// Zones holding `max_stuck_per_zone` abandoned lookups, whose new jobs wait.
     pub stuck_zones: usize,
-    /// Queued jobs held back because their zone is stuck.
+    /// Queued jobs held back by their zone: it is stuck, or runs its cap of lookups.
     pub waiting_for_zone: usize,
 }
 
@@ -116,13 +123,13 @@ struct State<K, O> {
     /// Queued or running jobs that a caller still waits for, by key, for coalescing. A job
     /// leaves when it finishes or when its last caller gives up.
     in_flight: HashMap<Arc<K>, JobId>,
-    /// Zones with queued jobs or abandoned lookups.
+    /// Zones with queued jobs or running lookups.
     zones: HashMap<ZoneName, Zone>,
     /// Zones with queued jobs that they may start now, in turn order.
     ready_zones: VecDeque<ZoneName>,
     /// Queued jobs of ready zones (the `queued` count).
     ready_jobs: usize,
-    /// Queued jobs of stuck zones (the `waiting_for_zone` count).
+    /// Queued jobs of held zones (the `waiting_for_zone` count).
     held_jobs: usize,
     /// Zones at the stuck limit.
     stuck_zones: usize,
@@ -160,16 +167,27 @@ enum Progress<O> {
     Panicked,
 }
 
-/// One zone's queued jobs and abandoned lookups.
+/// One zone's queued jobs and running lookups.
 #[derive(Default)]
 struct Zone {
     queue: VecDeque<JobId>,
+    /// Running lookups of this zone, abandoned ones included.
+    running: usize,
     /// Running lookups of this zone that every caller abandoned.
     abandoned: usize,
-    /// At the stuck limit: queued jobs wait.
+    /// At the stuck limit.
     stuck: bool,
+    /// Stuck or running its cap of lookups: queued jobs wait (in `held_jobs`).
+    held: bool,
     /// Listed in `ready_zones`.
     ready: bool,
+}
+
+/// How many lookups one zone may run at once with `max_workers` workers: all but a reserve of
+/// a quarter of them (at least one) kept for other zones; at least one.
+fn zone_cap(max_workers: usize) -> usize {
+    let reserve = (max_workers / 4).max(1);
+    max_workers.saturating_sub(reserve).max(1)
 }
 
 impl<K, O> Pool<K, O>
@@ -293,12 +311,15 @@ where
         self.shared.lock().max_workers
     }
 
-    /// Changes the cap (at least 1). Raising it starts workers for queued jobs; lowering it
-    /// lets surplus workers exit as they finish their current lookup.
+    /// Changes the cap (at least 1), and with it each zone's cap on running lookups. Raising
+    /// it starts workers for queued jobs; lowering it lets surplus workers exit as they finish
+    /// their current lookup.
     pub fn set_max_workers(&self, max_workers: usize) {
-        let mut state = self.shared.lock();
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
         state.max_workers = max_workers.max(1);
-        self.shared.staff(state);
+        state.refresh_zones();
+        self.shared.staff(guard);
     }
 
     /// Changes how many abandoned lookups a zone may hold before its jobs wait (at least 1).
@@ -306,10 +327,7 @@ where
         let mut guard = self.shared.lock();
         let state = &mut *guard;
         state.max_stuck_per_zone = max_stuck.max(1);
-        let names: Vec<ZoneName> = state.zones.keys().cloned().collect();
-        for name in &names {
-            state.refresh_zone(name);
-        }
+        state.refresh_zones();
         self.shared.staff(guard);
     }
 
@@ -330,7 +348,7 @@ impl<K, O> State<K, O> {
     fn enqueue(&mut self, id: JobId, zone: ZoneName) {
         let entry = self.zones.entry(Arc::clone(&zone)).or_default();
         entry.queue.push_back(id);
-        if entry.stuck {
+        if entry.held {
             self.held_jobs += 1;
         } else {
             self.ready_jobs += 1;
@@ -338,7 +356,8 @@ impl<K, O> State<K, O> {
         self.refresh_zone(&zone);
     }
 
-    /// The next job to run: the first of the zone whose turn it is.
+    /// The next job to run: the first of the zone whose turn it is, counted as running in
+    /// its zone from now on (the caller runs it without letting go of the lock).
     fn take_job(&mut self) -> Option<JobId> {
         while let Some(name) = self.ready_zones.pop_front() {
             let Some(zone) = self.zones.get_mut(&name) else {
@@ -347,6 +366,7 @@ impl<K, O> State<K, O> {
             zone.ready = false;
             let next = zone.queue.pop_front();
             if next.is_some() {
+                zone.running += 1;
                 self.ready_jobs = self.ready_jobs.saturating_sub(1);
             }
             // Back at the end of the line if it has more.
@@ -366,7 +386,7 @@ impl<K, O> State<K, O> {
         // Callers mostly give up in the order they came, so look from the front.
         if let Some(at) = zone.queue.iter().position(|queued| *queued == id) {
             zone.queue.remove(at);
-            if zone.stuck {
+            if zone.held {
                 self.held_jobs = self.held_jobs.saturating_sub(1);
             } else {
                 self.ready_jobs = self.ready_jobs.saturating_sub(1);
@@ -375,28 +395,44 @@ impl<K, O> State<K, O> {
         self.refresh_zone(name);
     }
 
-    /// Re-establishes zone `name`'s flags after a change: stuck or not, in the turn order or
-    /// not, kept or dropped. The one place that moves jobs between `queued` and
+    /// Re-establishes every zone's flags (after a change of a limit).
+    fn refresh_zones(&mut self) {
+        let names: Vec<ZoneName> = self.zones.keys().cloned().collect();
+        for name in &names {
+            self.refresh_zone(name);
+        }
+    }
+
+    /// Re-establishes zone `name`'s flags after a change: stuck or not, held or not, in the
+    /// turn order or not, kept or dropped. The one place that moves jobs between `queued` and
     /// `waiting_for_zone`.
     fn refresh_zone(&mut self, name: &ZoneName) {
+        let cap = zone_cap(self.max_workers);
         let Some(zone) = self.zones.get_mut(name) else {
             return;
         };
         let stuck = zone.abandoned >= self.max_stuck_per_zone;
         if stuck != zone.stuck {
             zone.stuck = stuck;
-            let waiting = zone.queue.len();
             if stuck {
                 self.stuck_zones += 1;
+            } else {
+                self.stuck_zones = self.stuck_zones.saturating_sub(1);
+            }
+        }
+        let held = stuck || zone.running >= cap;
+        if held != zone.held {
+            zone.held = held;
+            let waiting = zone.queue.len();
+            if held {
                 self.ready_jobs = self.ready_jobs.saturating_sub(waiting);
                 self.held_jobs += waiting;
             } else {
-                self.stuck_zones = self.stuck_zones.saturating_sub(1);
                 self.held_jobs = self.held_jobs.saturating_sub(waiting);
                 self.ready_jobs += waiting;
             }
         }
-        let ready = !zone.stuck && !zone.queue.is_empty();
+        let ready = !zone.held && !zone.queue.is_empty();
         if ready != zone.ready {
             zone.ready = ready;
             if ready {
@@ -405,8 +441,8 @@ impl<K, O> State<K, O> {
                 self.ready_zones.retain(|listed| listed != name);
             }
         }
-        if zone.queue.is_empty() && zone.abandoned == 0 {
-            // Neither stuck nor listed (both need one of the two).
+        if zone.queue.is_empty() && zone.running == 0 {
+            // Neither stuck nor listed (both need one of the two; abandoned lookups run).
             self.zones.remove(name);
         }
     }
@@ -428,13 +464,32 @@ impl<K, O> State<K, O> {
         self.refresh_zone(name);
     }
 
-    /// Counts one abandoned lookup of zone `name` as ended.
-    fn end_abandoned(&mut self, name: &ZoneName) {
-        self.abandoned = self.abandoned.saturating_sub(1);
+    /// Counts one running lookup of zone `name`, abandoned or not, as ended.
+    fn end_running(&mut self, name: &ZoneName, abandoned: bool) {
+        if abandoned {
+            self.abandoned = self.abandoned.saturating_sub(1);
+        }
         if let Some(zone) = self.zones.get_mut(name) {
-            zone.abandoned = zone.abandoned.saturating_sub(1);
+            zone.running = zone.running.saturating_sub(1);
+            if abandoned {
+                zone.abandoned = zone.abandoned.saturating_sub(1);
+            }
         }
         self.refresh_zone(name);
+    }
+
+    /// Recounts each zone's running lookups from the jobs table (after a bug unwound a
+    /// worker, when the counts may be off by its job).
+    fn recount_running(&mut self) {
+        for zone in self.zones.values_mut() {
+            zone.running = 0;
+        }
+        for job in self.jobs.values() {
+            if matches!(job.progress, Progress::Running) {
+                self.zones.entry(Arc::clone(&job.zone)).or_default().running += 1;
+            }
+        }
+        self.refresh_zones();
     }
 
     /// Takes `cell` off the stack of sleeping workers if it is there.
@@ -532,7 +587,7 @@ where
                 continue;
             };
             let queued: Vec<JobId> = zone.queue.drain(..).collect();
-            if zone.stuck {
+            if zone.held {
                 state.held_jobs = state.held_jobs.saturating_sub(queued.len());
             } else {
                 state.ready_jobs = state.ready_jobs.saturating_sub(queued.len());
@@ -592,6 +647,8 @@ where
                     state.workers -= 1;
                     state.spare_worker_cells.push(cell);
                     exit.phase = Phase::Gone;
+                    // The lookup's end may have released its zone's jobs: others take them.
+                    self.staff(state);
                     return;
                 }
                 idle_since = Instant::now();
@@ -632,6 +689,8 @@ where
         id: JobId,
     ) -> MutexGuard<'a, State<K, O>> {
         let Some(job) = guard.jobs.get_mut(&id) else {
+            // A taken job missing would be a bug: count its zone right again.
+            guard.recount_running();
             guard.idle += 1;
             return guard;
         };
@@ -648,13 +707,14 @@ where
         state.idle += 1;
         state.completed += 1;
         let Some(job) = state.jobs.get_mut(&id) else {
+            state.recount_running();
             return guard;
         };
+        let zone = Arc::clone(&job.zone);
         if job.waiters.is_empty() {
             // Abandoned: already forgotten; its zone may start another lookup now.
-            let zone = Arc::clone(&job.zone);
             state.jobs.remove(&id);
-            state.end_abandoned(&zone);
+            state.end_running(&zone, true);
             // The outcome nobody waits for drops here, after the lock.
             drop(guard);
             drop(result);
@@ -666,6 +726,7 @@ where
         };
         let waiters = job.waiters.clone();
         state.forget(&key, id);
+        state.end_running(&zone, false);
         // Wake the waiters once the lock is free for them to collect the outcome.
         drop(guard);
         for cell in waiters {
@@ -724,7 +785,7 @@ where
                         let zone = Arc::clone(&job.zone);
                         if job.waiters.is_empty() {
                             state.jobs.remove(&id);
-                            state.end_abandoned(&zone);
+                            state.end_running(&zone, true);
                         } else {
                             job.progress = Progress::Panicked;
                             for cell in &job.waiters {
@@ -739,6 +800,7 @@ where
                     .values()
                     .filter(|job| matches!(job.progress, Progress::Running))
                     .count();
+                state.recount_running();
             }
             Phase::Gone => {}
         }
@@ -900,6 +962,12 @@ mod tests {
 
     fn pool() -> Pool<u32, u32> {
         Pool::new(config(), |_: &u32| "zone".to_owned(), |key: &u32| *key + 1)
+    }
+
+    #[test]
+    fn a_zone_may_run_all_but_a_quarter_of_the_workers_and_always_one() {
+        let caps: Vec<usize> = [1, 2, 3, 4, 5, 8, 64].into_iter().map(zone_cap).collect();
+        assert_eq!(caps, [1, 1, 2, 3, 4, 6, 48]);
     }
 
     #[test]

@@ -153,17 +153,19 @@ fn an_idle_worker_takes_the_next_job_instead_of_a_new_thread() {
 fn jobs_beyond_the_cap_wait_in_the_queue_and_run_later() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(2), &gates);
-    let mut tickets: Vec<_> = (1..=5).map(|key| pool.submit(key)).collect();
+    // One key per zone: a zone alone may run only one lookup of the two workers.
+    let keys = [1, 101, 201, 301, 401];
+    let mut tickets: Vec<_> = keys.iter().map(|&key| pool.submit(key)).collect();
     let stats = eventually(&pool, |s| s.busy == 2);
     assert_eq!((stats.workers, stats.busy, stats.queued), (2, 2, 3));
-    for key in 1..=5 {
+    for key in keys {
         gates.open(key);
     }
     let values: Vec<_> = tickets
         .iter_mut()
         .map(|t| done_value(t.wait_bounded()))
         .collect();
-    assert_eq!(values, [10, 20, 30, 40, 50]);
+    assert_eq!(values, [10, 1010, 2010, 3010, 4010]);
     assert_eq!(pool.stats().workers, 2);
 }
 
@@ -345,11 +347,12 @@ fn raising_the_cap_starts_workers_for_queued_jobs() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(1), &gates);
     let _first = pool.submit(21);
-    let mut second = pool.submit(22);
+    // Another zone: with two workers a zone alone may run only one lookup.
+    let mut second = pool.submit(122);
     eventually(&pool, |s| s.busy == 1 && s.queued == 1);
     pool.set_max_workers(2);
-    gates.open(22);
-    assert_eq!(done_value(second.wait_bounded()), 220);
+    gates.open(122);
+    assert_eq!(done_value(second.wait_bounded()), 1220);
     gates.open(21);
 }
 
@@ -486,7 +489,8 @@ fn a_job_waiting_for_its_zone_is_withdrawn_when_its_caller_gives_up_and_obeys_it
 #[test]
 fn lookups_that_callers_wait_for_are_never_limited_by_their_zone() {
     let gates = Arc::new(Gates::default());
-    let pool = pool(config(16), &gates);
+    // 32 workers: the zone's cap on running lookups (24) stays out of the way.
+    let pool = pool(config(32), &gates);
     abandon(&pool, &gates, 1);
     let mut waiting: Vec<_> = (10..22).map(|key| pool.submit(key)).collect();
     let stats = eventually(&pool, |s| s.busy == 13);
@@ -567,10 +571,11 @@ fn under_a_trickle_the_most_recently_idle_worker_serves_and_surplus_workers_reti
     let mut cfg = config(6);
     cfg.idle_timeout = Duration::from_millis(300);
     let pool = pool(cfg, &gates);
-    // A burst: six workers.
-    let mut burst: Vec<_> = (1..=6).map(|key| pool.submit(key)).collect();
+    // A burst: six workers (one lookup in each of six zones, as a zone may not take them all).
+    let keys = [1, 101, 201, 301, 401, 501];
+    let mut burst: Vec<_> = keys.iter().map(|&key| pool.submit(key)).collect();
     eventually(&pool, |s| s.busy == 6);
-    for key in 1..=6 {
+    for key in keys {
         gates.open(key);
     }
     for ticket in &mut burst {
@@ -722,11 +727,15 @@ fn abandoned_by_zone_lists_only_zones_holding_abandoned_lookups() {
 #[test]
 fn lowering_the_zone_limit_holds_the_jobs_already_queued_in_that_zone() {
     let gates = Arc::new(Gates::default());
-    let mut cfg = config(2);
+    let mut cfg = config(4);
     cfg.max_stuck_per_zone = 3;
     let pool = pool(cfg, &gates);
     abandon(&pool, &gates, 1);
     abandon(&pool, &gates, 2);
+    // Two more zones take the other workers, so that z0's next job (under z0's running cap
+    // of three) waits for a worker, not for its zone.
+    let mut others = [pool.submit(101), pool.submit(201)];
+    eventually(&pool, |s| s.busy == 4);
     let mut queued = pool.submit(3);
     let stats = pool.stats();
     assert_eq!((stats.queued, stats.waiting_for_zone), (1, 0));
@@ -737,10 +746,12 @@ fn lowering_the_zone_limit_holds_the_jobs_already_queued_in_that_zone() {
         (stats.stuck_zones, stats.queued, stats.waiting_for_zone),
         (1, 0, 1)
     );
-    gates.open(1);
-    gates.open(2);
-    gates.open(3);
+    for key in [1, 2, 3, 101, 201] {
+        gates.open(key);
+    }
     assert_eq!(done_value(queued.wait_bounded()), 30);
+    assert_eq!(done_value(others[0].wait_bounded()), 1010);
+    assert_eq!(done_value(others[1].wait_bounded()), 2010);
 }
 
 #[test]
@@ -749,8 +760,10 @@ fn a_zone_with_queued_jobs_but_nothing_abandoned_is_not_listed_as_abandoned() {
     let pool = pool(config(1), &gates);
     let mut running = pool.submit(1);
     eventually(&pool, |s| s.busy == 1);
+    // One worker: a zone runs at most one lookup, so the second waits for its zone.
     let mut queued = pool.submit(2);
-    assert_eq!(pool.stats().queued, 1);
+    let stats = pool.stats();
+    assert_eq!((stats.queued, stats.waiting_for_zone), (0, 1), "{stats:?}");
     assert_eq!(pool.abandoned_by_zone(), []);
     gates.open(1);
     gates.open(2);
@@ -794,10 +807,12 @@ fn after_rearm_a_wait_sleeps_again_instead_of_ending_at_once() {
 fn lowering_the_cap_retires_surplus_workers_as_they_finish() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(3), &gates);
-    let mut tickets: Vec<_> = (1..=3).map(|key| pool.submit(key)).collect();
+    // Three zones, as one zone may run only two lookups in a pool of three.
+    let keys = [1, 101, 201];
+    let mut tickets: Vec<_> = keys.iter().map(|&key| pool.submit(key)).collect();
     eventually(&pool, |s| s.busy == 3);
     pool.set_max_workers(1);
-    for key in 1..=3 {
+    for key in keys {
         gates.open(key);
     }
     for ticket in &mut tickets {
@@ -805,4 +820,133 @@ fn lowering_the_cap_retires_surplus_workers_as_they_finish() {
     }
     let stats = eventually(&pool, |s| s.workers == 1);
     assert_eq!((stats.workers, stats.idle, stats.busy), (1, 1, 0));
+}
+
+/// Submits `keys` and waits until `running` of them run; their tickets.
+fn burst(
+    pool: &Pool<u32, Outcome>,
+    keys: impl Iterator<Item = u32>,
+    running: usize,
+) -> Vec<Ticket<u32, Outcome>> {
+    let tickets: Vec<_> = keys.map(|key| pool.submit(key)).collect();
+    let stats = eventually(pool, |s| s.busy == running);
+    assert_eq!(stats.busy, running, "{stats:?}");
+    tickets
+}
+
+#[test]
+fn a_burst_of_one_zone_leaves_a_reserve_of_workers_for_the_other_zones() {
+    let gates = Arc::new(Gates::default());
+    // Eight workers: a zone runs at most 6, two are kept for the other zones.
+    let pool = pool(config(8), &gates);
+    let tickets = burst(&pool, 1..=12, 6);
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.busy,
+            stats.queued,
+            stats.waiting_for_zone,
+            stats.stuck_zones
+        ),
+        (6, 0, 6, 0),
+        "{stats:?}"
+    );
+    // While all six block, two other zones are answered at once.
+    gates.open(101);
+    gates.open(201);
+    let mut others = [pool.submit(101), pool.submit(201)];
+    assert_eq!(done_value(others[0].wait_bounded()), 1010);
+    assert_eq!(done_value(others[1].wait_bounded()), 2010);
+    assert_eq!(gates.started().len(), 8);
+    // Every caller of the burst gives up: the zone is stuck, the reserve still serves.
+    drop(tickets);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.abandoned, stats.stuck_zones, stats.waiting_for_zone),
+        (6, 1, 0)
+    );
+    gates.open(301);
+    assert_eq!(done_value(pool.submit(301).wait_bounded()), 3010);
+    for key in 1..=12 {
+        gates.open(key);
+    }
+    let stats = eventually(&pool, |s| s.busy == 0 && s.abandoned == 0);
+    assert_eq!(
+        (stats.stuck_zones, stats.queued, stats.waiting_for_zone),
+        (0, 0, 0)
+    );
+    assert!(pool.abandoned_by_zone().is_empty());
+    assert_eq!(gates.calls(7), 0, "withdrawn jobs must not run");
+}
+
+#[test]
+fn the_zone_cap_follows_the_cap_on_workers() {
+    let gates = Arc::new(Gates::default());
+    let pool = pool(config(8), &gates);
+    let mut tickets = burst(&pool, 1..=12, 6);
+    // Twelve workers: a zone may run 9.
+    pool.set_max_workers(12);
+    let stats = eventually(&pool, |s| s.busy == 9);
+    assert_eq!((stats.busy, stats.waiting_for_zone), (9, 3), "{stats:?}");
+    // Four workers: a zone may run 3. Running lookups go on; new ones wait until the zone
+    // runs fewer than 3.
+    pool.set_max_workers(4);
+    for key in 1..=7 {
+        gates.open(key);
+    }
+    for (ticket, key) in tickets.iter_mut().zip(1..=7) {
+        assert_eq!(done_value(ticket.wait_bounded()), key * 10);
+    }
+    let stats = eventually(&pool, |s| s.busy == 3);
+    assert_eq!((stats.busy, stats.waiting_for_zone), (3, 2), "{stats:?}");
+    assert_eq!(gates.calls(11), 0);
+    for key in 8..=12 {
+        gates.open(key);
+    }
+    for (ticket, key) in tickets.iter_mut().zip(1..).skip(7) {
+        assert_eq!(done_value(ticket.wait_bounded()), key * 10);
+    }
+    assert!(eventually(&pool, |s| s.workers <= 4).workers <= 4);
+}
+
+#[test]
+fn small_pools_cap_a_zone_and_share_a_single_worker() {
+    for (max_workers, cap) in [(1, 1), (2, 1), (3, 2)] {
+        let gates = Arc::new(Gates::default());
+        let pool = pool(config(max_workers), &gates);
+        let n = max_workers as u32 + 2;
+        let mut tickets = burst(&pool, 1..=n, cap);
+        let stats = pool.stats();
+        assert_eq!(
+            stats.waiting_for_zone,
+            n as usize - cap,
+            "{max_workers}: {stats:?}"
+        );
+        let mut other = pool.submit(101);
+        gates.open(101);
+        if max_workers == 1 {
+            // The one worker is shared: the other zone's job is next in turn, before the
+            // burst's further jobs.
+            assert_eq!(pool.stats().queued, 1);
+            gates.open(1);
+            assert_eq!(done_value(other.wait_bounded()), 1010);
+            // (The worker may already have started the burst's next job: compare the first two.)
+            assert_eq!(gates.started()[..2], [1, 101]);
+        } else {
+            // The reserve answers the other zone while the burst blocks.
+            assert_eq!(done_value(other.wait_bounded()), 1010);
+        }
+        for key in 1..=n {
+            gates.open(key);
+        }
+        for (ticket, key) in tickets.iter_mut().zip(1..) {
+            assert_eq!(done_value(ticket.wait_bounded()), key * 10);
+        }
+        let stats = eventually(&pool, |s| s.busy == 0);
+        assert_eq!(
+            (stats.queued, stats.waiting_for_zone),
+            (0, 0),
+            "{max_workers}"
+        );
+    }
 }
