@@ -46,14 +46,7 @@ pub fn max_workers() -> usize {
 /// TypeError for nil or a String, RangeError beyond 2**31 - 1 or for Infinity/NaN; a Float
 /// is truncated); ArgumentError below 1.
 pub fn set_max_workers(ruby: &Ruby, value: Value) -> Result<Value, Error> {
-    let count = args::num_to_int(value)?;
-    if count < 1 {
-        return Err(Error::new(
-            ruby.exception_arg_error(),
-            format!("max_workers must be at least 1 (given {count})"),
-        ));
-    }
-    resolver::set_max_workers(count as usize);
+    resolver::set_max_workers(count_of_at_least_one(ruby, value, "max_workers")?);
     Ok(value)
 }
 
@@ -64,15 +57,21 @@ pub fn max_stuck_per_zone() -> usize {
 
 /// `Igai.max_stuck_per_zone = n`: an Integer of at least 1.
 pub fn set_max_stuck_per_zone(ruby: &Ruby, value: Value) -> Result<Value, Error> {
+    resolver::set_max_stuck_per_zone(count_of_at_least_one(ruby, value, "max_stuck_per_zone")?);
+    Ok(value)
+}
+
+/// `value` as a count for the setting `name`: converted as `NUM2INT` converts (TypeError,
+/// RangeError), then ArgumentError below 1.
+fn count_of_at_least_one(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
     let count = args::num_to_int(value)?;
     if count < 1 {
         return Err(Error::new(
             ruby.exception_arg_error(),
-            format!("max_stuck_per_zone must be at least 1 (given {count})"),
+            format!("{name} must be at least 1 (given {count})"),
         ));
     }
-    resolver::set_max_stuck_per_zone(count as usize);
-    Ok(value)
+    Ok(count as usize)
 }
 
 /// `Igai.idle_timeout`: seconds an idle lookup thread waits for work before it exits.
