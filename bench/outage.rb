@@ -12,6 +12,10 @@
 #   dead-zone    2000 distinct names of one dead zone, each abandoned by Timeout.timeout(0.002),
 #                then 20 healthy names one by one (their times before and after the outage)
 #   dead-zones   the same with 20 dead zones x 100 names
+#                (both also report the CPU time the process uses in the 2 s after, while
+#                the abandoned lookups stall: parked threads use none)
+#   burst        200 threads at once each resolve a distinct name of one dead zone and give
+#                up after 1 s, then one healthy name (a webhook fan-out into a dead zone)
 #   lost-packet  a lookup whose first packet is lost, abandoned after 0.1 s, then the same call
 #   slow-zone    32 threads resolve distinct names of one zone answered after 300 ms
 #   trickle      24 lookups of 2 s at once, then one lookup every 0.5 s: threads over time
@@ -29,6 +33,7 @@ module Scenario
   module_function
 
   def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  def cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
   def threads = Dir.children("/proc/self/task").size
 
   def lookup_threads
@@ -62,13 +67,30 @@ module Scenario
     end
     abandoning = now - start
     after = healthy(impl, "after")
+    cpu_before = cpu
+    sleep 2
     { before_median: before.sort[10], before_max: before.max, after_max: after.max,
-      after_median: after.sort[10], threads: threads, abandoning_s: abandoning }
+      after_median: after.sort[10], threads: threads, abandoning_s: abandoning,
+      stalled_cpu_ms: (cpu - cpu_before) * 1000 }
       .merge(impl == "igai" ? { lookup_threads: lookup_threads, stats: Igai.stats } : {})
   end
 
   def dead_zone(impl) = outage(impl, [Bed.zone("dead")])
   def dead_zones(impl) = outage(impl, Array.new(20) { |i| Bed.zone("dead#{i}") })
+
+  def burst(impl)
+    Array.new(200) do |i|
+      Thread.new do
+        Timeout.timeout(1) { resolve(impl, "stall-burst#{i}-#{$$}.#{Bed.zone('dead')}") }
+      rescue Timeout::Error
+        nil
+      end
+    end.each(&:join)
+    start = now
+    resolve(impl, "ok-burst-#{$$}.#{Bed.zone('healthy')}")
+    { healthy_ms: (now - start) * 1000, threads: threads }
+      .merge(impl == "igai" ? { lookup_threads: lookup_threads, stats: Igai.stats } : {})
+  end
 
   def lost_packet(impl)
     name = Bed.lost_first_name
@@ -134,12 +156,19 @@ puts "outage scenarios on ruby #{RUBY_VERSION}, resolver timeout #{RESOLVER_TIME
   impls.each do |impl|
     r = run_child(scenario, impl)
     printf("%-11s %-7s healthy before %5.2f ms (max %5.2f), after: median %5.2f ms, max %5.2f ms; " \
-           "%d threads%s; abandoning took %.1f s\n",
+           "%d threads%s; abandoning took %.1f s; CPU while stalled %.1f ms in 2 s\n",
            scenario, impl, r[:before_median], r[:before_max], r[:after_median], r[:after_max],
            r[:threads], r[:lookup_threads] ? " (#{r[:lookup_threads]} lookup threads)" : "",
-           r[:abandoning_s])
+           r[:abandoning_s], r[:stalled_cpu_ms])
     puts "            stats #{r[:stats]}" if r[:stats]
   end
+end
+impls.each do |impl|
+  r = run_child("burst", impl)
+  printf("%-11s %-7s 200 concurrent lookups abandoned, then a healthy name in %.2f ms; %d threads%s\n",
+         "burst", impl, r[:healthy_ms], r[:threads],
+         r[:lookup_threads] ? " (#{r[:lookup_threads]} lookup threads)" : "")
+  puts "            stats #{r[:stats]}" if r[:stats]
 end
 impls.each do |impl|
   printf("%-11s %-7s retry answered in %.2f ms\n", "lost-packet", impl,

@@ -1,6 +1,7 @@
 //! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`addrinfo`],
 //! [`nameinfo`], and [`query`] for either), the bounded, coalescing
-//! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]),
+//! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]) after a
+//! short spin when waits are short ([`spin`]),
 //! the per-process resolver that ties them together and survives fork ([`resolver`]), and the
 //! zones that bound how much stuck work one DNS outage may hold ([`zone`]).
 //!
@@ -13,5 +14,6 @@ pub mod pool;
 pub mod query;
 pub mod resolver;
 mod signals;
+pub mod spin;
 pub mod wake;
 pub mod zone;

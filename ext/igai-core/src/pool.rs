@@ -32,6 +32,9 @@
 //! * **shrinks**: idle workers wait on a stack and the most recently idle one takes the next
 //!   job, so under a trickle of lookups the same few workers serve it and the surplus ones
 //!   retire after `idle_timeout`.
+//! * **hands over quickly**: while lookups and the gaps between them are short, callers and
+//!   idle workers watch their wake-up flag for a moment before parking (see [`crate::spin`]),
+//!   which spares both sides the cost of waking a parked thread.
 //!
 //! All bookkeeping sits behind one mutex, held only for short, non-blocking updates. The lookup
 //! itself runs without it. Outcomes are shared through `Arc`, so whichever of worker and callers
@@ -39,6 +42,7 @@
 //! the dying worker's counts are given back and its job, if any, is failed (see `WorkerExit`).
 
 use crate::signals::BlockedSignals;
+use crate::spin::SpinPolicy;
 use crate::wake::{WakeCell, Waker};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -116,6 +120,10 @@ struct Shared<K, O> {
     lookup: Box<LookupFn<K, O>>,
     zone_of: Box<ZoneFn<K>>,
     config: Config,
+    /// How long callers' waits for outcomes last, to decide whether they spin first.
+    outcome_spin: SpinPolicy,
+    /// How long idle workers' waits for jobs last, likewise.
+    job_spin: SpinPolicy,
 }
 
 struct State<K, O> {
@@ -230,6 +238,8 @@ where
                 lookup: Box::new(lookup),
                 zone_of: Box::new(zone_of),
                 config,
+                outcome_spin: SpinPolicy::new(),
+                job_spin: SpinPolicy::new(),
             }),
         }
     }
@@ -674,7 +684,7 @@ where
             drop(state);
             // A job handed over between the unlock and this sleep raised the done flag, so
             // the sleep returns at once: no wake-up is lost.
-            cell.sleep(retire_at);
+            cell.spin_then_sleep(retire_at, &self.job_spin);
             state = self.lock();
         }
     }
@@ -869,7 +879,8 @@ where
             }
             // A completion between the unlock above and this sleep raises the done flag,
             // so the sleep returns at once: no wake-up is lost. Whatever woke us, look again.
-            self.cell.sleep(deadline);
+            self.cell
+                .spin_then_sleep(deadline, &self.shared.outcome_spin);
         }
     }
 }

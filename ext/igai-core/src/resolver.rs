@@ -3,7 +3,8 @@
 //! After fork(2) only the forking thread exists in the child; the parent's workers, and any
 //! lock one of them held at that moment, are gone or frozen. So the child must not touch the
 //! parent's pool at all: a `pthread_atfork` child handler (one atomic store, which is
-//! async-signal-safe) forgets the pool, and the child's first lookup builds a new one. The
+//! async-signal-safe) forgets the pool (and the count of spinning threads, see
+//! [`crate::spin`]), and the child's first lookup builds a new one. The
 //! parent's pool stays allocated in the child and is never used again: a bounded, one-off
 //! leak per fork, and the price of never touching a lock that may be held. No prepare handler
 //! is registered, so `fork` never waits for lookups in flight.
@@ -100,6 +101,7 @@ pub fn resolver() -> &'static Resolver {
 extern "C" fn forget_in_child() {
     CURRENT.store(std::ptr::null_mut(), Ordering::Release);
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::spin::forget_spinners_after_fork();
 }
 
 /// Sets the cap on lookup threads, for this pool and any made after a fork.

@@ -13,6 +13,7 @@
 //! wait has ended must still land on valid memory. The flags are only hints; the truth about a
 //! lookup is kept elsewhere, so a stale flag costs at most one spurious wake-up.
 
+use crate::spin::SpinPolicy;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
@@ -100,6 +101,18 @@ impl WakeCell {
     #[cfg(any(not(target_os = "linux"), feature = "portable-wake"))]
     fn block(&self, expected: u32, timeout: Option<std::time::Duration>) {
         self.bell.wait(&self.flags, expected, timeout);
+    }
+
+    /// [`sleep`](WakeCell::sleep), after watching the flags for a moment when `policy` finds
+    /// waits of this kind short (see [`crate::spin`]); tells `policy` how long this one lasted.
+    pub fn spin_then_sleep(&self, deadline: Option<Instant>, policy: &SpinPolicy) -> Woken {
+        let start = Instant::now();
+        if self.flags.load(Ordering::SeqCst) == 0 {
+            policy.spin_until(|| self.flags.load(Ordering::Relaxed) != 0);
+        }
+        let woken = self.sleep(deadline);
+        policy.record(start.elapsed());
+        woken
     }
 
     /// Sleeps until a flag is raised or `deadline` passes (or spuriously, so callers loop).
@@ -518,6 +531,94 @@ mod tests {
             slept.ended >= interrupted,
             "the sleep ended before the interrupt"
         );
+        assert_it_blocked(&slept);
+    }
+
+    /// Voluntary and involuntary context switches of the calling thread so far.
+    #[cfg(target_os = "linux")]
+    fn context_switches() -> (i64, i64) {
+        // SAFETY: an all-zero rusage is valid; getrusage fills it in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `usage` is a live, writable rusage.
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+        (usage.ru_nvcsw as i64, usage.ru_nivcsw as i64)
+    }
+
+    /// A sleeper whose flag is raised while it spins never leaves its CPU: no context switch
+    /// at all, although it waited. Without the spin it parks (a voluntary switch) every time.
+    /// Tried for up to 10 s, since other tests may hold the spinning slots or keep the CPUs
+    /// busy; one clean hand-over proves the spin.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_flag_raised_during_the_spin_is_seen_without_parking() {
+        use crate::spin::SpinPolicy;
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return; // one CPU: spinning is off by design
+        }
+        let policy: &'static SpinPolicy = Box::leak(Box::new(SpinPolicy::new()));
+        let clean = within(Duration::from_secs(30), move || {
+            let give_up = Instant::now() + Duration::from_secs(10);
+            std::iter::repeat_with(|| {
+                let cell = WakeCell::leak_new();
+                let entering = Arc::new(AtomicBool::new(false));
+                let notifier = {
+                    let entering = Arc::clone(&entering);
+                    std::thread::spawn(move || {
+                        while !entering.load(Ordering::SeqCst) {
+                            std::hint::spin_loop();
+                        }
+                        let raise_at = Instant::now() + Duration::from_micros(50);
+                        while Instant::now() < raise_at {
+                            std::hint::spin_loop();
+                        }
+                        cell.notify_done();
+                    })
+                };
+                let before = context_switches();
+                let start = Instant::now();
+                entering.store(true, Ordering::SeqCst);
+                let woken = cell.spin_then_sleep(None, policy);
+                let waited = start.elapsed();
+                let after = context_switches();
+                notifier.join().unwrap();
+                woken == Woken::Done && after == before && waited >= Duration::from_micros(40)
+            })
+            .find(|&clean| clean || Instant::now() >= give_up)
+            .unwrap_or(false)
+        });
+        assert!(
+            clean,
+            "every hand-over parked the sleeper or switched it out"
+        );
+    }
+
+    /// The spin is bounded: a long wait still parks and burns next to no CPU.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sleep_that_spins_first_still_blocks_after_the_spin() {
+        use crate::spin::SpinPolicy;
+        let cell = WakeCell::leak_new();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let slept = within(Duration::from_secs(10), move || {
+            let policy = SpinPolicy::new();
+            let start = Instant::now();
+            let cpu = thread_cpu_time();
+            let mut returns = 0;
+            while Instant::now() < deadline {
+                returns += 1;
+                cell.spin_then_sleep(Some(deadline), &policy);
+            }
+            Slept {
+                returns,
+                took: start.elapsed(),
+                cpu: thread_cpu_time() - cpu,
+                end: Woken::Nothing,
+                ended: Instant::now(),
+            }
+        });
+        assert!(slept.took >= Duration::from_millis(200));
         assert_it_blocked(&slept);
     }
 

@@ -1,0 +1,207 @@
+//! Spinning briefly before parking, when waits of one kind usually end soon.
+//!
+//! A hand-off between a caller and a worker that both park costs two wake-ups, and a thread
+//! woken on a CPU that went idle waits for that CPU to come back: tens of microseconds on a
+//! virtual machine, more than a whole `/etc/hosts` lookup. A sleeper that first watches its
+//! flag for a moment keeps its CPU awake and sees the flag at once. Watching costs CPU, so a
+//! [`SpinPolicy`] learns how long waits of its kind last (a moving average) and spins only
+//! while they are short; lookups that stall or go to a distant DNS server soon stop it.
+//!
+//! While spinning, the thread yields its CPU between looks, so that work queued on the same
+//! CPU (the DNS server in the test bed, another Ruby thread) runs first. At most one thread
+//! per CPU spins at a time, and none on a machine with one CPU, where the other side cannot
+//! run while we watch. (One per two CPUs was measured and is too few: on two CPUs the worker
+//! that just handed over an outcome still holds the one slot when its caller, already back
+//! with the next lookup, wants to spin.)
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The longest a sleeper watches its flag before parking.
+pub const SPIN_LIMIT: Duration = Duration::from_micros(200);
+/// Spinning pays off while a typical wait of the kind ends within this: often enough inside
+/// [`SPIN_LIMIT`], and otherwise soon after it.
+const WORTH_SPINNING: Duration = Duration::from_micros(400);
+/// One wait counts as at most this long in the average, so that a single stall stops the
+/// spinning for a few waits and not for hundreds.
+const LONGEST_SAMPLE: Duration = Duration::from_millis(4);
+/// Weight of the newest wait in the moving average: 1 / 2^AVERAGE_SHIFT.
+const AVERAGE_SHIFT: u32 = 3;
+
+/// Threads spinning right now, across all policies.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Forgets the spinners of the parent process: in a forked child only the forking thread
+/// lives, and it was not spinning. Async-signal-safe (one atomic store), for the resolver's
+/// `pthread_atfork` child handler.
+pub fn forget_spinners_after_fork() {
+    SPINNERS.store(0, Ordering::Relaxed);
+}
+
+/// How many threads may spin at once on this machine.
+fn max_spinners() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus < 2 {
+            0
+        } else {
+            cpus
+        }
+    })
+}
+
+/// What one kind of wait (callers waiting for outcomes, idle workers waiting for jobs) has
+/// learned about how long it lasts.
+#[derive(Debug, Default)]
+pub struct SpinPolicy {
+    /// Moving average of recent waits, in nanoseconds.
+    typical_nanos: AtomicU64,
+}
+
+impl SpinPolicy {
+    /// A policy that spins until it has seen long waits.
+    pub const fn new() -> Self {
+        SpinPolicy {
+            typical_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The moving average of recent waits.
+    pub fn typical_wait(&self) -> Duration {
+        Duration::from_nanos(self.typical_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Should the next wait spin before parking?
+    pub fn worth_spinning(&self) -> bool {
+        self.typical_wait() <= WORTH_SPINNING
+    }
+
+    /// Adds a wait that lasted `waited` to the average.
+    pub fn record(&self, waited: Duration) {
+        let sample = waited.min(LONGEST_SAMPLE).as_nanos() as u64;
+        // Racing updates may lose one sample; the average is a hint.
+        let old = self.typical_nanos.load(Ordering::Relaxed);
+        let new = old - (old >> AVERAGE_SHIFT) + (sample >> AVERAGE_SHIFT);
+        self.typical_nanos.store(new, Ordering::Relaxed);
+    }
+
+    /// Watches `ready` for at most [`SPIN_LIMIT`] when this kind of wait is worth it and a
+    /// spinning slot is free.
+    pub fn spin_until(&self, ready: impl Fn() -> bool) -> Spun {
+        if !self.worth_spinning() || !take_slot() {
+            return Spun::NotTried;
+        }
+        let until = Instant::now() + SPIN_LIMIT;
+        let spun = loop {
+            if ready() {
+                break Spun::Ready;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if ready() {
+                break Spun::Ready;
+            }
+            if Instant::now() >= until {
+                break Spun::GaveUp;
+            }
+            std::thread::yield_now();
+        };
+        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        spun
+    }
+}
+
+/// How a [`SpinPolicy::spin_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spun {
+    /// `ready` became true.
+    Ready,
+    /// [`SPIN_LIMIT`] passed first.
+    GaveUp,
+    /// No spin: waits of this kind are long, or the spinning slots were all taken.
+    NotTried,
+}
+
+/// Takes one of the [`max_spinners`] slots, if one is free.
+fn take_slot() -> bool {
+    let max = max_spinners();
+    SPINNERS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn short_waits_keep_spinning_and_one_stall_stops_it_for_a_few_waits() {
+        let policy = SpinPolicy::new();
+        assert!(policy.worth_spinning());
+        for _ in 0..50 {
+            policy.record(Duration::from_micros(50));
+        }
+        assert!(policy.worth_spinning());
+        policy.record(Duration::from_secs(30));
+        assert!(!policy.worth_spinning(), "a stall must stop the spinning");
+        let mut short_waits = 0;
+        while !policy.worth_spinning() {
+            policy.record(Duration::from_micros(50));
+            short_waits += 1;
+            assert!(short_waits < 20, "spinning never came back");
+        }
+        assert!(
+            short_waits >= 3,
+            "one stall stopped spinning for {short_waits} waits only"
+        );
+    }
+
+    #[test]
+    fn waits_longer_than_the_spin_stop_it() {
+        let policy = SpinPolicy::new();
+        for _ in 0..50 {
+            policy.record(Duration::from_millis(2));
+        }
+        assert!(!policy.worth_spinning());
+        assert_eq!(policy.spin_until(|| true), Spun::NotTried);
+    }
+
+    /// Spins until a spinning slot was free (other tests may hold them).
+    fn spin_with_a_slot(policy: &SpinPolicy, ready: impl Fn() -> bool) -> Spun {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            match policy.spin_until(&ready) {
+                Spun::NotTried if Instant::now() < give_up => std::thread::yield_now(),
+                spun => return spun,
+            }
+        }
+    }
+
+    #[test]
+    fn a_spin_sees_a_flag_raised_during_it_and_gives_up_by_its_limit() {
+        let policy = SpinPolicy::new();
+        if max_spinners() == 0 {
+            // One CPU: spinning is off by design.
+            assert_eq!(policy.spin_until(|| true), Spun::NotTried);
+            return;
+        }
+        let start = Instant::now();
+        assert_eq!(spin_with_a_slot(&policy, || false), Spun::GaveUp);
+        assert!(start.elapsed() >= SPIN_LIMIT);
+        let flag = AtomicBool::new(false);
+        let raised_at = Instant::now() + SPIN_LIMIT / 4;
+        let spun = spin_with_a_slot(&policy, || {
+            if Instant::now() >= raised_at {
+                flag.store(true, Ordering::Relaxed);
+            }
+            flag.load(Ordering::Relaxed)
+        });
+        assert_eq!(spun, Spun::Ready);
+    }
+}
