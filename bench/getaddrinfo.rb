@@ -24,6 +24,11 @@ def compare(label, count, *args)
   end
   plain, ours = rounds.transpose.map(&:min)
   printf("%-34s plain %8.1f us   igai %8.1f us   ratio %.2fx\n", label, plain, ours, ours / plain)
+  # igai's callers and idle workers may spin briefly before parking: what that costs in CPU.
+  plain_cpu = cpu_per_call(count) { Socket.getaddrinfo(*args) }
+  ours_cpu = cpu_per_call(count) { Socket.interruptible_getaddrinfo(*args) }
+  printf("%-34s plain %8.1f us   igai %8.1f us   ratio %.2fx\n", "  CPU time, all threads", plain_cpu,
+         ours_cpu, ours_cpu / plain_cpu)
 end
 
 # Wall time for `threads` Ruby threads each making one lookup that the DNS server answers
