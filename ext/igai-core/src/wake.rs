@@ -466,12 +466,18 @@ mod tests {
     /// Sleeps on `cell` as a caller does, looping while `sleep` returns `Nothing` until
     /// `deadline` (if any) has passed, and counts.
     fn sleep_like_a_caller(cell: &'static WakeCell, deadline: Option<Instant>) -> Slept {
+        sleep_repeatedly(deadline, || cell.sleep(deadline))
+    }
+
+    /// Calls `sleep` while it returns `Nothing` until `deadline` (if any) has passed, and
+    /// counts.
+    fn sleep_repeatedly(deadline: Option<Instant>, mut sleep: impl FnMut() -> Woken) -> Slept {
         let start = Instant::now();
         let cpu = thread_cpu_time();
         let mut returns = 0;
         let end = loop {
             returns += 1;
-            match cell.sleep(deadline) {
+            match sleep() {
                 Woken::Nothing if deadline.map_or(true, |d| Instant::now() < d) => continue,
                 end => break end,
             }
@@ -603,21 +609,11 @@ mod tests {
         let deadline = Instant::now() + Duration::from_millis(200);
         let slept = within(Duration::from_secs(10), move || {
             let policy = SpinPolicy::new();
-            let start = Instant::now();
-            let cpu = thread_cpu_time();
-            let mut returns = 0;
-            while Instant::now() < deadline {
-                returns += 1;
-                cell.spin_then_sleep(Some(deadline), &policy);
-            }
-            Slept {
-                returns,
-                took: start.elapsed(),
-                cpu: thread_cpu_time() - cpu,
-                end: Woken::Nothing,
-                ended: Instant::now(),
-            }
+            sleep_repeatedly(Some(deadline), || {
+                cell.spin_then_sleep(Some(deadline), &policy)
+            })
         });
+        assert_eq!(slept.end, Woken::Nothing);
         assert!(slept.took >= Duration::from_millis(200));
         assert_it_blocked(&slept);
     }
