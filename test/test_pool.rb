@@ -463,6 +463,31 @@ class TestPool < IgaiTest::BedTest
     assert_equal 0, report[:stats][:coalesced]
   end
 
+  # Callers waiting for stalled lookups, and the workers stuck in them, sleep: they may spin
+  # for a moment when they start waiting, never for the whole wait. A waiter that spun or
+  # polled throughout would use about a CPU-second per second.
+  def test_callers_and_workers_use_no_cpu_while_their_lookups_stall
+    names = Array.new(6) { Bed.stalled_name }
+    report = in_child(<<~RUBY, env: OUTAGE_ENV)
+      require "timeout"
+      waiting = #{names.first(4).inspect}.map do |name|
+        Thread.new { Socket.interruptible_getaddrinfo(name, 80) rescue nil }
+      end
+      #{names.last(2).inspect}.each do |name|
+        Timeout.timeout(0.05) { Socket.interruptible_getaddrinfo(name, 80) }
+      rescue Timeout::Error
+      end
+      wait_until { Igai.stats[:busy] == 6 }
+      cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
+      sleep 1
+      used = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) - cpu
+      puts JSON.generate(used: used, stats: Igai.stats, waiting: waiting.count(&:alive?))
+    RUBY
+    assert_equal 4, report[:waiting]
+    assert_equal [6, 2], report[:stats].values_at(:busy, :abandoned)
+    assert_operator report[:used], :<, 0.25, "CPU seconds used in 1 s while 6 lookups stall"
+  end
+
   def test_thirty_two_slow_lookups_of_one_zone_run_at_once
     names = Array.new(32) { Bed.delayed_name(300) }
     report = in_child(<<~RUBY)

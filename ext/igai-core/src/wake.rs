@@ -563,7 +563,13 @@ mod tests {
         if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
             return; // one CPU: spinning is off by design
         }
-        let policy: &'static SpinPolicy = Box::leak(Box::new(SpinPolicy::new()));
+        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+            // `rake test:memcheck:core`: valgrind runs one thread at a time, so no spinner
+            // can see another thread act. Memory errors are what that run looks for.
+            return;
+        }
+        static POLICY: SpinPolicy = SpinPolicy::new();
+        let policy = &POLICY;
         let clean = within(Duration::from_secs(30), move || {
             let give_up = Instant::now() + Duration::from_secs(10);
             std::iter::repeat_with(|| {
@@ -614,7 +620,10 @@ mod tests {
             })
         });
         assert_eq!(slept.end, Woken::Nothing);
-        assert!(slept.took >= Duration::from_millis(200));
+        assert!(
+            slept.ended >= deadline,
+            "the sleep ended before its deadline"
+        );
         assert_it_blocked(&slept);
     }
 

@@ -1,8 +1,7 @@
 //! The worker pool with an injected lookup function: no DNS, no Ruby.
 
 use igai_core::pool::{Config, Pool, Stats, Ticket, WaitEnd};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,7 +43,19 @@ impl Gates {
     }
 }
 
-static LIVE_OUTCOMES: AtomicUsize = AtomicUsize::new(0);
+/// Outcomes alive, by value: tests that count them use keys of their own, so that tests
+/// running side by side do not see each other's outcomes.
+static LIVE_OUTCOMES: Mutex<BTreeMap<u32, usize>> = Mutex::new(BTreeMap::new());
+
+/// How many outcomes of value `value` are alive.
+fn live_outcomes(value: u32) -> usize {
+    LIVE_OUTCOMES
+        .lock()
+        .unwrap()
+        .get(&value)
+        .copied()
+        .unwrap_or(0)
+}
 
 /// An outcome that counts how many are alive, to prove the last owner frees it.
 #[derive(Debug)]
@@ -52,14 +63,14 @@ struct Outcome(u32);
 
 impl Outcome {
     fn new(value: u32) -> Self {
-        LIVE_OUTCOMES.fetch_add(1, Ordering::SeqCst);
+        *LIVE_OUTCOMES.lock().unwrap().entry(value).or_default() += 1;
         Outcome(value)
     }
 }
 
 impl Drop for Outcome {
     fn drop(&mut self) {
-        LIVE_OUTCOMES.fetch_sub(1, Ordering::SeqCst);
+        *LIVE_OUTCOMES.lock().unwrap().entry(self.0).or_default() -= 1;
     }
 }
 
@@ -250,23 +261,24 @@ fn shortening_the_idle_timeout_retires_workers_already_idle() {
 fn an_abandoned_lookup_keeps_its_worker_until_it_ends_and_then_frees_its_outcome() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(4), &gates);
-    let before = LIVE_OUTCOMES.load(Ordering::SeqCst);
     let ticket = pool.submit(11);
     eventually(&pool, |s| s.busy == 1);
     drop(ticket);
     let stats = pool.stats();
     assert_eq!((stats.busy, stats.abandoned), (1, 1));
+    assert_eq!(live_outcomes(110), 0, "the lookup has not ended yet");
     gates.open(11);
     let stats = eventually(&pool, |s| s.busy == 0);
     assert_eq!(stats.abandoned, 0);
-    assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before);
+    // The worker drops the outcome nobody waits for just after it leaves the counts.
+    eventually(&pool, |_| live_outcomes(110) == 0);
+    assert_eq!(live_outcomes(110), 0);
 }
 
 #[test]
 fn the_last_waiter_to_let_go_frees_the_outcome() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(4), &gates);
-    let before = LIVE_OUTCOMES.load(Ordering::SeqCst);
     let mut one = pool.submit(12);
     let mut two = pool.submit(12);
     gates.open(12);
@@ -275,19 +287,18 @@ fn the_last_waiter_to_let_go_frees_the_outcome() {
         other => panic!("{other:?}"),
     };
     drop(one);
-    assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before + 1);
+    assert_eq!(live_outcomes(120), 1);
     drop(a);
     // The second waiter has not collected yet: the outcome must still be alive for it.
-    assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before + 1);
+    assert_eq!(live_outcomes(120), 1);
     assert_eq!(done_value(two.wait_bounded()), 120);
-    assert_eq!(LIVE_OUTCOMES.load(Ordering::SeqCst), before);
+    assert_eq!(live_outcomes(120), 0);
 }
 
 #[test]
 fn an_abandoned_lookup_is_forgotten_and_the_same_key_starts_a_fresh_lookup() {
     let gates = Arc::new(Gates::default());
     let pool = pool(config(4), &gates);
-    let before = LIVE_OUTCOMES.load(Ordering::SeqCst);
     let first = pool.submit(13);
     eventually(&pool, |s| s.busy == 1);
     drop(first);
@@ -302,11 +313,8 @@ fn an_abandoned_lookup_is_forgotten_and_the_same_key_starts_a_fresh_lookup() {
     assert_eq!(done_value(again.wait_bounded()), 130);
     let stats = eventually(&pool, |s| s.busy == 0);
     assert_eq!(stats.abandoned, 0);
-    assert_eq!(
-        LIVE_OUTCOMES.load(Ordering::SeqCst),
-        before,
-        "the forgotten outcome is dropped"
-    );
+    eventually(&pool, |_| live_outcomes(130) == 0);
+    assert_eq!(live_outcomes(130), 0, "the forgotten outcome is dropped");
 }
 
 #[test]
