@@ -143,3 +143,45 @@ pub fn set_idle_timeout(timeout: Duration) {
 pub fn idle_timeout() -> Duration {
     Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The atfork child handler: a child forked while threads of the parent spin (here: this
+    /// thread holds a spinning slot) starts with no pool, a new generation and no spinner
+    /// counted, so that its own threads may spin. The child only reads atomics and exits.
+    #[test]
+    fn a_forked_child_forgets_the_parents_pool_and_spinners() {
+        resolver(); // registers the handler
+        let generation = generation();
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while !crate::spin::take_slot() {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "no spinning slot came free"
+            );
+            std::thread::yield_now();
+        }
+        // SAFETY: the child runs only async-signal-safe code (atomic loads and _exit) before
+        // it exits, as a child of a multi-threaded process must.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let forgotten = CURRENT.load(Ordering::Acquire).is_null()
+                && FORK_GENERATION.load(Ordering::Relaxed) == generation + 1
+                && crate::spin::spinners() == 0;
+            // SAFETY: _exit ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(if forgotten { 0 } else { 1 }) };
+        }
+        crate::spin::give_slot();
+        assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a live int.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child kept the parent's pool, generation or spinners (status {status})"
+        );
+    }
+}

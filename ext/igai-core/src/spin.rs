@@ -109,7 +109,7 @@ impl SpinPolicy {
             }
             std::thread::yield_now();
         };
-        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        give_slot();
         spun
     }
 }
@@ -126,13 +126,24 @@ pub enum Spun {
 }
 
 /// Takes one of the [`max_spinners`] slots, if one is free.
-fn take_slot() -> bool {
+pub(crate) fn take_slot() -> bool {
     let max = max_spinners();
     SPINNERS
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
             (n < max).then_some(n + 1)
         })
         .is_ok()
+}
+
+/// Gives back a slot that [`take_slot`] took.
+pub(crate) fn give_slot() {
+    SPINNERS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// How many threads spin right now.
+#[cfg(test)]
+pub(crate) fn spinners() -> usize {
+    SPINNERS.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -170,6 +181,41 @@ mod tests {
         }
         assert!(!policy.worth_spinning());
         assert_eq!(policy.spin_until(|| true), Spun::NotTried);
+    }
+
+    #[test]
+    fn one_thread_per_cpu_may_spin_and_none_on_one_cpu() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(max_spinners(), if cpus == 1 { 0 } else { cpus });
+    }
+
+    /// Many threads wanting to spin at once: the ones spinning never outnumber the slots, and
+    /// each one that spins holds one (the count includes it).
+    #[test]
+    fn no_more_threads_spin_at_once_than_there_are_slots() {
+        let threads = max_spinners() + 4;
+        let start = std::sync::Barrier::new(threads);
+        let most = AtomicUsize::new(0);
+        let least = AtomicUsize::new(usize::MAX);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let policy = SpinPolicy::new();
+                    start.wait();
+                    policy.spin_until(|| {
+                        let now = spinners();
+                        most.fetch_max(now, Ordering::Relaxed);
+                        least.fetch_min(now, Ordering::Relaxed);
+                        false
+                    });
+                });
+            }
+        });
+        let (most, least) = (most.into_inner(), least.into_inner());
+        assert!(most <= max_spinners(), "{most} threads spun at once");
+        if most > 0 {
+            assert!(least >= 1, "a thread spun without holding a slot");
+        }
     }
 
     /// Spins until a spinning slot was free (other tests may hold them).
