@@ -39,17 +39,21 @@ pub fn forget_spinners_after_fork() {
     SPINNERS.store(0, Ordering::Relaxed);
 }
 
-/// How many threads may spin at once on this machine.
+/// How many threads may spin at once on this machine (its CPUs as Rust counts them, which
+/// honours the affinity mask and a cgroup's CPU quota).
 fn max_spinners() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
-    *MAX.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if cpus < 2 {
-            0
-        } else {
-            cpus
-        }
-    })
+    *MAX.get_or_init(|| spinners_for(std::thread::available_parallelism().map_or(1, |n| n.get())))
+}
+
+/// One spinner per CPU; none with a single CPU, where the thread we wait for cannot run
+/// while we watch.
+fn spinners_for(cpus: usize) -> usize {
+    if cpus < 2 {
+        0
+    } else {
+        cpus
+    }
 }
 
 /// What one kind of wait (callers waiting for outcomes, idle workers waiting for jobs) has
@@ -185,8 +189,10 @@ mod tests {
 
     #[test]
     fn one_thread_per_cpu_may_spin_and_none_on_one_cpu() {
+        let spinners: Vec<usize> = [1, 2, 3, 8].into_iter().map(spinners_for).collect();
+        assert_eq!(spinners, [0, 2, 3, 8]);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(max_spinners(), if cpus == 1 { 0 } else { cpus });
+        assert_eq!(max_spinners(), spinners_for(cpus));
     }
 
     /// Many threads wanting to spin at once: the ones spinning never outnumber the slots, and
