@@ -69,8 +69,12 @@ mod tests {
     use crate::addrinfo::{AddrQuery, Hints};
 
     fn loopback(port: &str) -> Vec<u8> {
+        sockaddr_of("127.0.0.1", port)
+    }
+
+    fn sockaddr_of(address: &str, port: &str) -> Vec<u8> {
         let query = AddrQuery {
-            host: Some(CString::new("127.0.0.1").unwrap()),
+            host: Some(CString::new(address).unwrap()),
             service: Some(CString::new(port).unwrap()),
             hints: Hints {
                 socktype: libc::SOCK_STREAM,
@@ -97,11 +101,13 @@ mod tests {
 
     #[test]
     fn a_host_name_is_not_numeric() {
-        let query = NameQuery {
-            sockaddr: loopback("80"),
-            flags: 0,
-        };
-        assert!(!query.is_numeric());
+        for address in ["127.0.0.1", "::1"] {
+            let query = NameQuery {
+                sockaddr: sockaddr_of(address, "80"),
+                flags: 0,
+            };
+            assert!(!query.is_numeric(), "{address} needs the name service");
+        }
     }
 
     #[test]

@@ -148,6 +148,25 @@ pub fn idle_timeout() -> Duration {
 mod tests {
     use super::*;
 
+    /// Forks; the child runs `check` (which must not rely on locks other threads may hold)
+    /// and exits with 0 if it returned true. Returns whether the child did.
+    fn in_child(check: impl FnOnce() -> bool) -> bool {
+        // SAFETY: the child runs only `check` before _exit, never returning into the test
+        // harness; callers keep `check` to atomics and glibc's fork-safe malloc.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let passed = check();
+            // SAFETY: _exit ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(if passed { 0 } else { 1 }) };
+        }
+        assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a live int.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
+
     /// The atfork child handler: a child forked while threads of the parent spin (here: this
     /// thread holds a spinning slot) starts with no pool, a new generation and no spinner
     /// counted, so that its own threads may spin. The child only reads atomics and exits.
@@ -163,25 +182,46 @@ mod tests {
             );
             std::thread::yield_now();
         }
-        // SAFETY: the child runs only async-signal-safe code (atomic loads and _exit) before
-        // it exits, as a child of a multi-threaded process must.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let forgotten = CURRENT.load(Ordering::Acquire).is_null()
-                && FORK_GENERATION.load(Ordering::Relaxed) == generation + 1
-                && crate::spin::spinners() == 0;
-            // SAFETY: _exit ends the child at once, running nothing of the parent's.
-            unsafe { libc::_exit(if forgotten { 0 } else { 1 }) };
-        }
+        let forgotten = in_child(|| {
+            CURRENT.load(Ordering::Acquire).is_null()
+                && self::generation() == generation + 1
+                && crate::spin::spinners() == 0
+        });
         crate::spin::give_slot();
-        assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
-        let mut status = 0;
-        // SAFETY: waits for our own child; `status` is a live int.
-        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(waited, pid);
         assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "the child kept the parent's pool, generation or spinners (status {status})"
+            forgotten,
+            "the child kept the parent's pool, generation or spinners"
         );
+    }
+
+    /// Settings reach the current pool and are kept for pools made later (after a fork);
+    /// zero means one. Restored afterwards: they are process-wide.
+    #[test]
+    fn settings_reach_the_pool_and_outlive_it() {
+        set_max_workers(7);
+        set_max_stuck_per_zone(3);
+        set_idle_timeout(Duration::from_millis(1500));
+        let kept = (max_workers(), max_stuck_per_zone(), idle_timeout());
+        let current = resolver().max_workers();
+        let after_fork = in_child(|| resolver().max_workers() == 7);
+        set_max_workers(0);
+        set_max_stuck_per_zone(0);
+        let at_least_one = (max_workers(), max_stuck_per_zone());
+        set_max_workers(DEFAULT_MAX_WORKERS);
+        set_max_stuck_per_zone(DEFAULT_MAX_STUCK_PER_ZONE);
+        set_idle_timeout(DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(kept, (7, 3, Duration::from_millis(1500)));
+        assert_eq!(current, 7);
+        assert!(after_fork, "a child's new pool did not get max_workers 7");
+        assert_eq!(at_least_one, (1, 1));
+    }
+
+    /// 256 KiB, plus 16 KiB per fork generation.
+    #[test]
+    fn each_fork_generation_gets_a_larger_worker_stack() {
+        let generation = generation();
+        assert_eq!(stack_size(), 262_144 + generation * 16_384);
+        let child = generation + 1;
+        assert!(in_child(move || stack_size() == 262_144 + child * 16_384));
     }
 }

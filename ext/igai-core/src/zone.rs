@@ -139,6 +139,11 @@ mod tests {
         assert_eq!(of_name(b"WWW.Example.COM."), "example.com");
         assert_eq!(of_name(b"x.y.github.io"), "github.io");
         assert_eq!(of_name(b"shop.myshopify.com"), "myshopify.com");
+        // A private suffix over a two-label ICANN one (com.cn).
+        assert_eq!(
+            of_name(b"x.s3.cn-north-1.amazonaws.com.cn"),
+            "amazonaws.com.cn"
+        );
         assert_eq!(of_name(b"a.b.c.kawasaki.jp"), "b.c.kawasaki.jp");
         assert_eq!(of_name(b"stall-1.igai.test"), "igai.test");
         assert_eq!(of_name(b"co.uk"), "co.uk");
@@ -192,5 +197,29 @@ mod tests {
             Some("100.51.198.in-addr.arpa")
         );
         assert_eq!(of_sockaddr(&[0u8; 2]), None);
+    }
+
+    #[test]
+    fn ipv6_sockaddrs_belong_to_their_48_and_short_ones_to_none() {
+        // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
+        let mut v6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        v6.sin6_addr.s6_addr = "2001:db8:abcd:12::1".parse::<Ipv6Addr>().unwrap().octets();
+        // SAFETY: reading the bytes of a live, fully initialised sockaddr_in6.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &v6 as *const libc::sockaddr_in6 as *const u8,
+                std::mem::size_of::<libc::sockaddr_in6>(),
+            )
+        };
+        assert_eq!(
+            of_sockaddr(bytes).as_deref(),
+            Some("d.c.b.a.8.b.d.0.1.0.0.2.ip6.arpa")
+        );
+        // Cut short before the address ends: no zone, and no read past the end.
+        assert_eq!(of_sockaddr(&bytes[..23]), None);
+        let mut short_v4 = bytes[..7].to_vec();
+        short_v4[..2].copy_from_slice(&(libc::AF_INET as libc::sa_family_t).to_ne_bytes());
+        assert_eq!(of_sockaddr(&short_v4), None);
     }
 }
