@@ -1,13 +1,12 @@
 //! The process-wide resolver: one worker pool per process, replaced in a forked child.
 //!
-//! After fork(2) only the forking thread exists in the child; the parent's workers, and any
-//! lock one of them held at that moment, are gone or frozen. So the child must not touch the
-//! parent's pool at all: a `pthread_atfork` child handler (one atomic store, which is
-//! async-signal-safe) forgets the pool (and the count of spinning threads, see
-//! [`crate::spin`]), and the child's first lookup builds a new one. The
-//! parent's pool stays allocated in the child and is never used again: a bounded, one-off
-//! leak per fork, and the price of never touching a lock that may be held. No prepare handler
-//! is registered, so `fork` never waits for lookups in flight.
+//! After fork(2) only the forking thread exists in the child; the parent's workers, and any lock
+//! one of them held at that moment, are gone or frozen. So the child must not touch the parent's
+//! pool at all: a `pthread_atfork` child handler (atomic stores only, which are async-signal-safe)
+//! forgets the pool (and the count of spinning threads, see [`crate::spin`]), and the child's first
+//! lookup builds a new one. The parent's pool stays allocated in the child and is never used again:
+//! a bounded, one-off leak per fork, and the price of never touching a lock that may be held. No
+//! prepare handler is registered, so `fork` never waits for lookups in flight.
 //!
 //! One more thing survives a fork: glibc keeps each thread's resolver state, open DNS socket
 //! included, in the thread descriptor at the top of its stack, and caches the stacks of
