@@ -147,6 +147,11 @@ if ARGV.size == 2
   exit!(0) # do not wait for lookups stuck until the resolver timeout
 end
 
+# " (N lookup threads)" for igai's figures; nothing for the built-in's.
+def lookup_threads_note(figures)
+  figures[:lookup_threads] ? " (#{figures[:lookup_threads]} lookup threads)" : ""
+end
+
 builtin_abandons = RUBY_VERSION >= "3.3"
 impls = builtin_abandons ? %w[igai builtin] : %w[igai]
 puts "outage scenarios on ruby #{RUBY_VERSION}, resolver timeout #{RESOLVER_TIMEOUT} s" \
@@ -158,21 +163,24 @@ puts "outage scenarios on ruby #{RUBY_VERSION}, resolver timeout #{RESOLVER_TIME
     printf("%-11s %-7s healthy before %5.2f ms (max %5.2f), after: median %5.2f ms, max %5.2f ms; " \
            "%d threads%s; abandoning took %.1f s; CPU while stalled %.1f ms in 2 s\n",
            scenario, impl, r[:before_median], r[:before_max], r[:after_median], r[:after_max],
-           r[:threads], r[:lookup_threads] ? " (#{r[:lookup_threads]} lookup threads)" : "",
-           r[:abandoning_s], r[:stalled_cpu_ms])
+           r[:threads], lookup_threads_note(r), r[:abandoning_s], r[:stalled_cpu_ms])
     puts "            stats #{r[:stats]}" if r[:stats]
   end
 end
-impls.each do |impl|
-  r = run_child("burst", impl)
-  printf("%-11s %-7s 200 concurrent lookups abandoned, then a healthy name in %.2f ms; %d threads%s\n",
-         "burst", impl, r[:healthy_ms], r[:threads],
-         r[:lookup_threads] ? " (#{r[:lookup_threads]} lookup threads)" : "")
-  puts "            stats #{r[:stats]}" if r[:stats]
-end
-impls.each do |impl|
-  printf("%-11s %-7s retry answered in %.2f ms\n", "lost-packet", impl,
-         run_child("lost-packet", impl)[:retry_ms])
+# One line of figures per scenario and implementation, after its name.
+LINES = {
+  "burst" => lambda { |r|
+    format("200 concurrent lookups abandoned, then a healthy name in %.2f ms; %d threads%s",
+           r[:healthy_ms], r[:threads], lookup_threads_note(r))
+  },
+  "lost-packet" => ->(r) { format("retry answered in %.2f ms", r[:retry_ms]) }
+}.freeze
+LINES.each do |scenario, line|
+  impls.each do |impl|
+    r = run_child(scenario, impl)
+    printf("%-11s %-7s %s\n", scenario, impl, line.call(r))
+    puts "            stats #{r[:stats]}" if r[:stats]
+  end
 end
 (impls | %w[builtin]).each do |impl|
   printf("%-11s %-7s 32 lookups of 300 ms done in %.0f ms\n", "slow-zone", impl,
