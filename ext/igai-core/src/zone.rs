@@ -179,21 +179,27 @@ mod tests {
         assert_eq!(of_name(b"::ffff:192.0.2.1"), "2.0.192.in-addr.arpa");
     }
 
+    /// The raw bytes of a libc sockaddr struct, as the C API hands them over.
+    fn bytes_of<T: Copy>(sockaddr: &T) -> Vec<u8> {
+        // SAFETY: `sockaddr` is a live libc sockaddr struct, all of whose bytes the callers
+        // initialised (they start from `mem::zeroed`); they are read, not changed.
+        unsafe {
+            std::slice::from_raw_parts(
+                (sockaddr as *const T).cast::<u8>(),
+                std::mem::size_of::<T>(),
+            )
+        }
+        .to_vec()
+    }
+
     #[test]
     fn sockaddrs_belong_to_their_reverse_network() {
         // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
         let mut v4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         v4.sin_family = libc::AF_INET as libc::sa_family_t;
         v4.sin_addr.s_addr = u32::from_ne_bytes([198, 51, 100, 9]);
-        // SAFETY: reading the bytes of a live, fully initialised sockaddr_in.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                &v4 as *const libc::sockaddr_in as *const u8,
-                std::mem::size_of::<libc::sockaddr_in>(),
-            )
-        };
         assert_eq!(
-            of_sockaddr(bytes).as_deref(),
+            of_sockaddr(&bytes_of(&v4)).as_deref(),
             Some("100.51.198.in-addr.arpa")
         );
         assert_eq!(of_sockaddr(&[0u8; 2]), None);
@@ -205,15 +211,9 @@ mod tests {
         let mut v6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
         v6.sin6_addr.s6_addr = "2001:db8:abcd:12::1".parse::<Ipv6Addr>().unwrap().octets();
-        // SAFETY: reading the bytes of a live, fully initialised sockaddr_in6.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                &v6 as *const libc::sockaddr_in6 as *const u8,
-                std::mem::size_of::<libc::sockaddr_in6>(),
-            )
-        };
+        let bytes = bytes_of(&v6);
         assert_eq!(
-            of_sockaddr(bytes).as_deref(),
+            of_sockaddr(&bytes).as_deref(),
             Some("d.c.b.a.8.b.d.0.1.0.0.2.ip6.arpa")
         );
         // Cut short before the address ends: no zone, and no read past the end.
