@@ -325,20 +325,21 @@ where
     /// it starts workers for queued jobs; lowering it lets surplus workers exit as they finish
     /// their current lookup.
     pub fn set_max_workers(&self, max_workers: usize) {
-        let mut guard = self.shared.lock();
-        let state = &mut *guard;
-        state.max_workers = max_workers.max(1);
-        state.refresh_zones();
-        self.shared.staff(guard);
+        self.change_limits(|state| state.max_workers = max_workers.max(1));
     }
 
     /// Changes how many abandoned lookups a zone may hold before its jobs wait (at least 1).
     pub fn set_max_stuck_per_zone(&self, max_stuck: usize) {
-        let mut guard = self.shared.lock();
-        let state = &mut *guard;
-        state.max_stuck_per_zone = max_stuck.max(1);
+        self.change_limits(|state| state.max_stuck_per_zone = max_stuck.max(1));
+    }
+
+    /// Applies `change` to the limits, then judges every zone again (which may hold or
+    /// release its queued jobs) and staffs the jobs that became ready.
+    fn change_limits(&self, change: impl FnOnce(&mut State<K, O>)) {
+        let mut state = self.shared.lock();
+        change(&mut state);
         state.refresh_zones();
-        self.shared.staff(guard);
+        self.shared.staff(state);
     }
 
     /// Changes how long idle workers linger; workers idle right now apply it at once.
@@ -502,6 +503,14 @@ impl<K, O> State<K, O> {
         self.refresh_zones();
     }
 
+    /// Counts an idle worker, whose wake cell is `cell`, out of the pool, and keeps its cell
+    /// for the next worker.
+    fn retire_worker(&mut self, cell: &'static WakeCell) {
+        self.idle -= 1;
+        self.workers -= 1;
+        self.spare_worker_cells.push(cell);
+    }
+
     /// Takes `cell` off the stack of sleeping workers if it is there.
     fn unstack(&mut self, cell: &'static WakeCell) {
         if let Some(at) = self
@@ -653,9 +662,7 @@ where
                 #[cfg(test)]
                 tests::maybe_panic_in_bookkeeping();
                 if state.workers > state.max_workers {
-                    state.idle -= 1;
-                    state.workers -= 1;
-                    state.spare_worker_cells.push(cell);
+                    state.retire_worker(cell);
                     exit.phase = Phase::Gone;
                     // The lookup's end may have released its zone's jobs: others take them.
                     self.staff(state);
@@ -674,9 +681,7 @@ where
             // A huge idle timeout means "never retire", not an overflow.
             let retire_at = idle_since.checked_add(state.idle_timeout);
             if retire_at.is_some_and(|retire_at| Instant::now() >= retire_at) {
-                state.idle -= 1;
-                state.workers -= 1;
-                state.spare_worker_cells.push(cell);
+                state.retire_worker(cell);
                 exit.phase = Phase::Gone;
                 return;
             }
