@@ -1,9 +1,9 @@
 //! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`addrinfo`],
-//! [`nameinfo`], and [`query`] for either), the bounded, coalescing
-//! worker pool that runs them ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]) after a
-//! short spin when waits are short ([`spin`]),
-//! the per-process resolver that ties them together and survives fork ([`resolver`]), and the
-//! zones that bound how much stuck work one DNS outage may hold ([`zone`]).
+//! [`nameinfo`], and [`query`] for either), the bounded, coalescing worker pool that runs them
+//! ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]) after a short spin while
+//! waits are short ([`spin`]), the per-process resolver that ties them together and survives
+//! fork ([`resolver`]), and the zones that bound how much stuck work one DNS outage may hold
+//! ([`zone`]).
 //!
 //! The Ruby binding (crate `igai`) parses arguments, releases the GVL while a caller waits on a
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.

@@ -41,7 +41,7 @@ pub fn forget_spinners_after_fork() {
 
 /// How many threads may spin at once on this machine (its CPUs as Rust counts them, which
 /// honours the affinity mask and a cgroup's CPU quota).
-fn max_spinners() -> usize {
+pub(crate) fn max_spinners() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
     *MAX.get_or_init(|| spinners_for(std::thread::available_parallelism().map_or(1, |n| n.get())))
 }

@@ -336,33 +336,24 @@ mod doorbell {
         use super::super::{WakeCell, Woken};
         use std::time::{Duration, Instant};
 
-        /// Voluntary context switches of the calling thread so far (Linux's RUSAGE_THREAD).
-        #[cfg(target_os = "linux")]
-        fn voluntary_switches() -> i64 {
-            // SAFETY: an all-zero rusage is valid; getrusage fills it in.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: `usage` is a live, writable rusage.
-            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-            usage.ru_nvcsw as i64
-        }
-
         #[cfg(target_os = "linux")]
         #[test]
         fn a_sleeper_blocks_on_its_pipe_instead_of_polling() {
+            use super::super::tests::context_switches;
             let cell = WakeCell::leak_new();
             let waker = cell.waker();
             let ringer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(300));
                 waker.interrupt();
             });
-            let before = voluntary_switches();
+            let (before, _) = context_switches();
             let woken = loop {
                 match cell.sleep(None) {
                     Woken::Nothing => continue,
                     other => break other,
                 }
             };
-            let switches = voluntary_switches() - before;
+            let switches = context_switches().0 - before;
             ringer.join().unwrap();
             assert_eq!(woken, Woken::Interrupted);
             // Polling every millisecond would switch about 300 times.
@@ -540,9 +531,10 @@ mod tests {
         assert_it_blocked(&slept);
     }
 
-    /// Voluntary and involuntary context switches of the calling thread so far.
+    /// Voluntary and involuntary context switches of the calling thread so far (Linux's
+    /// RUSAGE_THREAD).
     #[cfg(target_os = "linux")]
-    fn context_switches() -> (i64, i64) {
+    pub(super) fn context_switches() -> (i64, i64) {
         // SAFETY: an all-zero rusage is valid; getrusage fills it in.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `usage` is a live, writable rusage.
@@ -560,7 +552,7 @@ mod tests {
         use crate::spin::SpinPolicy;
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        if crate::spin::max_spinners() == 0 {
             return; // one CPU: spinning is off by design
         }
         if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
