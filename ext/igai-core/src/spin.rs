@@ -15,7 +15,6 @@
 //! with the next lookup, wants to spin.)
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The longest a sleeper watches its flag before parking.
@@ -39,11 +38,27 @@ pub fn forget_spinners_after_fork() {
     SPINNERS.store(0, Ordering::Relaxed);
 }
 
+/// [`max_spinners`] before it was first worked out.
+const NOT_YET_KNOWN: usize = usize::MAX;
+/// [`max_spinners`], once worked out.
+static MAX_SPINNERS: AtomicUsize = AtomicUsize::new(NOT_YET_KNOWN);
+
 /// How many threads may spin at once on this machine (its CPUs as Rust counts them, which
 /// honours the affinity mask and a cgroup's CPU quota).
+///
+/// Worked out on first use without any once-only lock: threads that ask at the same time
+/// each compute it (the same number) and store it. A `OnceLock` here once made forked
+/// children hang for good: a fork while another thread was inside its initialisation left
+/// the child a lock that no thread of the child would ever release.
 pub(crate) fn max_spinners() -> usize {
-    static MAX: OnceLock<usize> = OnceLock::new();
-    *MAX.get_or_init(|| spinners_for(std::thread::available_parallelism().map_or(1, |n| n.get())))
+    match MAX_SPINNERS.load(Ordering::Relaxed) {
+        NOT_YET_KNOWN => {
+            let max = spinners_for(std::thread::available_parallelism().map_or(1, |n| n.get()));
+            MAX_SPINNERS.store(max, Ordering::Relaxed);
+            max
+        }
+        max => max,
+    }
 }
 
 /// One spinner per CPU; none with a single CPU, where the thread we wait for cannot run
