@@ -284,10 +284,16 @@ fn system_getaddrinfo(query: &AddrQuery) -> Result<Vec<AddrEntry>, LookupError> 
         .as_ref()
         .map_or(std::ptr::null(), |s| s.as_ptr());
     let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: host and service are null or NUL-terminated strings owned by `query`, hints is a
-    // valid addrinfo, and `list` receives a list we free below with freeaddrinfo.
-    let code = unsafe { libc::getaddrinfo(host, service, &hints, &mut list) };
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // Inside the fork gate: a fork must not catch this thread holding one of glibc's locks.
+    let (code, errno) = crate::fork_gate::pass(|| {
+        // SAFETY: host and service are null or NUL-terminated strings owned by `query`, hints
+        // is a valid addrinfo, and `list` receives a list we free below with freeaddrinfo.
+        let code = unsafe { libc::getaddrinfo(host, service, &hints, &mut list) };
+        (
+            code,
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        )
+    });
     if code != 0 {
         return Err(LookupError {
             call: Call::GetAddrInfo,

@@ -2,18 +2,22 @@
 //! [`nameinfo`], and [`query`] for either), the bounded, coalescing worker pool that runs them
 //! ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]) after a short spin while
 //! waits are short ([`spin`]), the per-process resolver that ties them together and survives
-//! fork ([`resolver`]), and the zones that bound how much stuck work one DNS outage may hold
+//! fork ([`resolver`]) with the gate that keeps a fork from catching a lookup inside one of the
+//! C library's locks ([`fork_gate`]), and the zones that bound how much stuck work one DNS outage may hold
 //! ([`zone`]).
 //!
 //! The Ruby binding (crate `igai`) parses arguments, releases the GVL while a caller waits on a
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
 
 pub mod addrinfo;
+pub mod fork_gate;
 pub mod nameinfo;
 pub mod pool;
 pub mod query;
 pub mod resolver;
 mod signals;
 pub mod spin;
+#[cfg(test)]
+mod testing;
 pub mod wake;
 pub mod zone;

@@ -35,25 +35,32 @@ impl NameQuery {
         sockaddr[..self.sockaddr.len()].copy_from_slice(&self.sockaddr);
         let mut host = [0 as c_char; 1024];
         let mut serv = [0 as c_char; 1024];
-        // SAFETY: `sockaddr` holds at least the `len` bytes passed, followed by zeros up to
-        // SOCKADDR_BUFFER; both name buffers are writable for the lengths passed; getnameinfo
-        // writes NUL-terminated text into them on success.
-        let code = unsafe {
-            libc::getnameinfo(
-                sockaddr.as_ptr() as *const libc::sockaddr,
-                self.sockaddr.len() as libc::socklen_t,
-                host.as_mut_ptr(),
-                host.len() as libc::socklen_t,
-                serv.as_mut_ptr(),
-                serv.len() as libc::socklen_t,
-                self.flags,
+        // Inside the fork gate, like getaddrinfo (DNS and NSS take the same glibc locks).
+        let (code, errno) = crate::fork_gate::pass(|| {
+            // SAFETY: `sockaddr` holds at least the `len` bytes passed, followed by zeros up
+            // to SOCKADDR_BUFFER; both name buffers are writable for the lengths passed;
+            // getnameinfo writes NUL-terminated text into them on success.
+            let code = unsafe {
+                libc::getnameinfo(
+                    sockaddr.as_ptr() as *const libc::sockaddr,
+                    self.sockaddr.len() as libc::socklen_t,
+                    host.as_mut_ptr(),
+                    host.len() as libc::socklen_t,
+                    serv.as_mut_ptr(),
+                    serv.len() as libc::socklen_t,
+                    self.flags,
+                )
+            };
+            (
+                code,
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
             )
-        };
+        });
         if code != 0 {
             return Err(LookupError {
                 call: Call::GetNameInfo,
                 code,
-                errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                errno,
             });
         }
         // SAFETY: getnameinfo succeeded, so both buffers hold NUL-terminated strings.

@@ -5,8 +5,11 @@
 //! pool at all: a `pthread_atfork` child handler (atomic stores only, which are async-signal-safe)
 //! forgets the pool (and the count of spinning threads, see [`crate::spin`]), and the child's first
 //! lookup builds a new one. The parent's pool stays allocated in the child and is never used again:
-//! a bounded, one-off leak per fork, and the price of never touching a lock that may be held. No
-//! prepare handler is registered, so `fork` never waits for lookups in flight.
+//! a bounded, one-off leak per fork, and the price of never touching a lock that may be held.
+//! glibc's own locks that a lookup may hold are the [`crate::fork_gate`]'s business: its prepare
+//! handler makes `fork` wait for lookups doing local work, never for one waiting on the network.
+//! The handlers are registered once per process with `pthread_once`, which glibc restarts in a
+//! child forked in the middle of it (a Rust `Once` would stay locked there for good).
 //!
 //! One more thing survives a fork: glibc keeps each thread's resolver state, open DNS socket
 //! included, in the thread descriptor at the top of its stack, and caches the stacks of
@@ -18,7 +21,8 @@
 
 use crate::pool::{Config, Pool};
 use crate::query::{Answer, Query};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The pool behind `Socket.interruptible_getaddrinfo` and `Socket.interruptible_getnameinfo`.
@@ -41,7 +45,6 @@ static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS);
 static MAX_STUCK_PER_ZONE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STUCK_PER_ZONE);
 static IDLE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_millis() as u64);
 static CURRENT: AtomicPtr<Resolver> = AtomicPtr::new(std::ptr::null_mut());
-static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
 /// How many forks lie between the first process that used igai and this one.
 static FORK_GENERATION: AtomicUsize = AtomicUsize::new(0);
 
@@ -66,11 +69,7 @@ pub fn resolver() -> &'static Resolver {
         // freed once published, so a non-null pointer is valid for the rest of the process.
         return unsafe { &*current };
     }
-    if !FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel) {
-        // SAFETY: registering a child handler that is an `extern "C" fn()` with no
-        // preconditions; glibc keeps the registration for the life of the process.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-    }
+    install_fork_handlers();
     let config = Config {
         max_workers: MAX_WORKERS.load(Ordering::Relaxed),
         idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed)),
@@ -97,7 +96,39 @@ pub fn resolver() -> &'static Resolver {
     }
 }
 
-extern "C" fn forget_in_child() {
+/// A `pthread_once_t` that may live in a static.
+struct OnceControl(UnsafeCell<libc::pthread_once_t>);
+// SAFETY: the cell is only ever handed to pthread_once, which synchronises access to it.
+unsafe impl Sync for OnceControl {}
+
+static FORK_HANDLERS: OnceControl = OnceControl(UnsafeCell::new(libc::PTHREAD_ONCE_INIT));
+
+/// Registers the `pthread_atfork` handlers (once per process): the fork gate's, and the child
+/// handler that forgets the parent's pool. Called before any lookup enters the C library;
+/// the Ruby binding also calls it while the extension loads.
+pub fn install_fork_handlers() {
+    extern "C" fn register() {
+        // SAFETY: three `extern "C" fn()` handlers with no preconditions; glibc keeps the
+        // registration for the life of the process.
+        unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    }
+    // SAFETY: FORK_HANDLERS is a static once-control initialised with PTHREAD_ONCE_INIT and
+    // used for nothing else; `register` is an `extern "C" fn()`.
+    unsafe { libc::pthread_once(FORK_HANDLERS.0.get(), register) };
+}
+
+extern "C" fn prepare() {
+    crate::fork_gate::close_for_fork();
+}
+
+extern "C" fn parent() {
+    crate::fork_gate::reopen_in_parent();
+}
+
+/// In the child: only the forking thread lives, so this touches no lock another thread could
+/// have held (the gate's lock is the forking thread's own).
+extern "C" fn child() {
+    crate::fork_gate::reopen_in_child();
     CURRENT.store(std::ptr::null_mut(), Ordering::Release);
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::spin::forget_spinners_after_fork();
@@ -147,43 +178,6 @@ pub fn idle_timeout() -> Duration {
 mod tests {
     use super::*;
 
-    /// Forks; the child runs `check` (which must not rely on locks other threads may hold)
-    /// and reports through a pipe whether it returned true. Returns what the child reported.
-    /// Not the exit status: under valgrind a child exits with valgrind's own status, after
-    /// reporting the parent's threads' memory as lost.
-    fn in_child(check: impl FnOnce() -> bool) -> bool {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe failed");
-        let [read, write] = fds;
-        // SAFETY: the child runs only `check` and write(2) before _exit, never returning into
-        // the test harness; callers keep `check` to atomics and glibc's fork-safe malloc.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let verdict = [u8::from(check())];
-            // SAFETY: writes one byte from a live local to our pipe, then _exit ends the
-            // child at once, running nothing of the parent's.
-            unsafe {
-                libc::write(write, verdict.as_ptr().cast(), 1);
-                libc::_exit(0)
-            };
-        }
-        // SAFETY: `write` is our descriptor of the pipe; the child holds its own copy.
-        unsafe { libc::close(write) };
-        assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
-        let mut verdict = [0u8];
-        // SAFETY: reads at most one byte into a live local; `read` is our open descriptor.
-        let got = unsafe { libc::read(read, verdict.as_mut_ptr().cast(), 1) };
-        // SAFETY: closes our descriptor once; waits for our own child; `status` is a live int.
-        let waited = unsafe {
-            libc::close(read);
-            let mut status = 0;
-            libc::waitpid(pid, &mut status, 0)
-        };
-        assert_eq!(waited, pid);
-        got == 1 && verdict[0] == 1
-    }
-
     /// The atfork child handler: a child forked while threads of the parent spin (here: this
     /// thread holds a spinning slot) starts with no pool, a new generation and no spinner
     /// counted, so that its own threads may spin. The child only reads atomics and exits.
@@ -199,7 +193,7 @@ mod tests {
             );
             std::thread::yield_now();
         }
-        let forgotten = in_child(|| {
+        let forgotten = crate::testing::in_child(|| {
             CURRENT.load(Ordering::Acquire).is_null()
                 && self::generation() == generation + 1
                 && crate::spin::spinners() == 0
@@ -220,7 +214,7 @@ mod tests {
         set_idle_timeout(Duration::from_millis(1500));
         let kept = (max_workers(), max_stuck_per_zone(), idle_timeout());
         let current = resolver().max_workers();
-        let after_fork = in_child(|| resolver().max_workers() == 7);
+        let after_fork = crate::testing::in_child(|| resolver().max_workers() == 7);
         set_max_workers(0);
         set_max_stuck_per_zone(0);
         let at_least_one = (max_workers(), max_stuck_per_zone());
@@ -239,6 +233,8 @@ mod tests {
         let generation = generation();
         assert_eq!(stack_size(), 262_144 + generation * 16_384);
         let child = generation + 1;
-        assert!(in_child(move || stack_size() == 262_144 + child * 16_384));
+        assert!(crate::testing::in_child(
+            move || stack_size() == 262_144 + child * 16_384
+        ));
     }
 }
