@@ -184,7 +184,8 @@ class TestInterrupts < IgaiTest::BedTest
 
   # An interrupt already pending when the wait starts (deferred by handle_interrupt) raises
   # before the GVL is released; the lookup is withdrawn, and later lookups still wait and
-  # handle trapped signals normally (igai then resets MRI's async-safe flag: see nogvl.rs).
+  # handle trapped signals normally (igai runs interrupts itself, after rb_nogvl, with MRI's
+  # async-safe flag clear: see nogvl.rs).
   def test_an_interrupt_pending_as_the_wait_starts_raises_and_lookups_go_on
     name = Bed.delayed_name(300)
     code = <<~RUBY
@@ -209,6 +210,44 @@ class TestInterrupts < IgaiTest::BedTest
     output, status = run_ruby(code)
     assert status.success?, output
     assert_match(/raised=pending queued=0 hits=3 address=127\.0\.0\.1/, output)
+  end
+
+  # Trap handlers that wait on IO, run between lookups of the only Ruby thread, while more
+  # signals arrive. Before, a signal pending as a wait started ran its trap handler with MRI's
+  # async-safe flag set, so a second signal made MRI call the handler's IO unblocking function
+  # (which takes locks) from inside the signal handler. Bounded: the run must finish, with
+  # every lookup answered and handlers run.
+  def test_trap_handlers_doing_io_while_more_signals_arrive_leave_lookups_working
+    code = <<~RUBY
+      require "igai"
+      reader, = IO.pipe
+      handled = 0
+      trap(:USR1) { IO.select([reader], nil, nil, 0.0002); handled += 1 }
+      puts "ready"
+      $stdout.flush
+      lookups = 0
+      give_up = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 2
+      while Process.clock_gettime(Process::CLOCK_MONOTONIC) < give_up
+        Socket.interruptible_getaddrinfo("localhost", 80, :INET, timeout: 1)
+        lookups += 1
+      end
+      puts "lookups=\#{lookups} handled=\#{handled}"
+    RUBY
+    output, status = run_ruby(code, timeout: 30) do |child|
+      child.await_line("ready")
+      signals = 0
+      while child.alive? && signals < 1500
+        Process.kill(:USR1, child.pid)
+        signals += 1
+        sleep 0.001
+      end
+    end
+    assert status.success?, output
+    counts = output.match(/lookups=(\d+) handled=(\d+)/)
+    refute_nil counts, output
+    lookups, handled = counts.captures.map { |count| Integer(count) }
+    assert_operator lookups, :>, 100, output
+    assert_operator handled, :>, 100, output
   end
 
   def test_other_threads_keep_running_while_a_lookup_waits

@@ -6,10 +6,21 @@
 //! that flag MRI starts a helper Ruby thread for every call made while only the main thread
 //! runs, which would cost more than a whole cached lookup.
 //!
-//! When the GVL comes back, `rb_nogvl` runs pending interrupts, which may raise or throw by
-//! longjmp. We run it under `rb_protect`, so that the jump stops there: the frames it skips
-//! (this module's closure and magnus's trampoline) own nothing, and the error comes back to us
-//! as a `magnus::Error` that the caller returns after dropping what it holds.
+//! `rb_nogvl` itself runs no Ruby code here (`RB_NOGVL_INTR_FAIL`: with an interrupt pending it
+//! skips the region, and it checks none afterwards). We run pending interrupts ourselves, with
+//! `rb_thread_check_ints` once `rb_nogvl` has returned, under `rb_protect`: a raise or throw
+//! (a longjmp) stops there, skipping frames that own nothing, and comes back to us as a
+//! `magnus::Error` that the caller returns after dropping what it holds.
+//!
+//! Why not let `rb_nogvl` run them: for the main thread, when it is the only thread, `rb_nogvl`
+//! with `RB_NOGVL_UBF_ASYNC_SAFE` sets MRI's `vm->ubf_async_safe` *before* it checks interrupts
+//! on the way into its region and clears it only after the region. A trap handler run by that
+//! check (a signal already pending) would run arbitrary Ruby with the flag set, and while it is
+//! set MRI's signal handler calls the main thread's unblocking function from inside the handler,
+//! including MRI's own ones that take locks and are not async-signal-safe (`sleep`'s, an IO
+//! wait's): a second signal during a trap handler's IO could deadlock the process. With
+//! `RB_NOGVL_INTR_FAIL` the flag is set only across our own region, whose unblocking function
+//! is async-signal-safe, and Ruby code only ever runs with it clear.
 
 use igai_core::wake::Waker;
 use magnus::rb_sys::protect;
@@ -24,9 +35,10 @@ struct Blocking<F, R> {
 }
 
 /// Runs `func` without the GVL. `waker` is interrupted when Ruby wants the thread back;
-/// `func` must then return promptly. Returns `Err` when Ruby raised (or threw) as the GVL
-/// came back; `func`'s result, if any, is dropped in that case. Returns `Ok(None)` if Ruby
-/// handled interrupts without calling `func` (MRI never does so today; callers just retry).
+/// `func` must then return promptly. Then runs Ruby's pending interrupts (trap handlers,
+/// Thread#raise, Thread#kill). Returns `Err` when one raised (or threw); `func`'s result, if
+/// any, is dropped in that case. Returns `Ok(None)` if an interrupt was already pending, so
+/// `func` was not called (callers just call again).
 pub fn without_gvl<F, R>(func: F, waker: Waker) -> Result<Option<R>, Error>
 where
     F: FnOnce() -> R,
@@ -36,65 +48,30 @@ where
         result: None,
     };
     let data = &mut blocking as *mut Blocking<F, R> as *mut c_void;
-    let released = protect(|| {
-        // SAFETY: we hold the GVL (we were called from Ruby). `data` points at `blocking`,
-        // which outlives the call; `run_blocking::<F, R>` casts it back to that very type.
-        // `waker.into_raw()` is a pointer to a never-freed wake cell, valid whenever
-        // `interrupt` calls it, even from a signal handler or after this call returns.
-        unsafe {
-            rb_sys::rb_nogvl(
-                Some(run_blocking::<F, R>),
-                data,
-                Some(interrupt),
-                waker.into_raw(),
-                rb_sys::RB_NOGVL_UBF_ASYNC_SAFE as i32,
-            );
-        }
-        rb_sys::Qnil as rb_sys::VALUE
-    });
-    if let Err(error) = released {
-        reset_async_safe_flag();
-        return Err(error);
+    // SAFETY: we hold the GVL (we were called from Ruby). `data` points at `blocking`, which
+    // outlives the call; `run_blocking::<F, R>` casts it back to that very type.
+    // `waker.into_raw()` is a pointer to a never-freed wake cell, valid whenever `interrupt`
+    // calls it, even from a signal handler or after this call returns. With
+    // RB_NOGVL_INTR_FAIL, rb_nogvl runs no interrupts, so it returns normally (no longjmp
+    // over this frame).
+    unsafe {
+        rb_sys::rb_nogvl(
+            Some(run_blocking::<F, R>),
+            data,
+            Some(interrupt),
+            waker.into_raw(),
+            (rb_sys::RB_NOGVL_INTR_FAIL | rb_sys::RB_NOGVL_UBF_ASYNC_SAFE) as i32,
+        );
     }
+    protect(|| {
+        // SAFETY: GVL held; runs pending interrupts, which may raise: `protect` catches that.
+        unsafe { rb_sys::rb_thread_check_ints() };
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
     match blocking.result {
         Some(Ok(value)) => Ok(Some(value)),
         Some(Err(panic)) => resume_unwind(panic),
         None => Ok(None),
-    }
-}
-
-/// Clears MRI's `vm->ubf_async_safe` after `rb_nogvl` raised.
-///
-/// For the main thread, when it is the only thread, `rb_nogvl` with `RB_NOGVL_UBF_ASYNC_SAFE`
-/// sets `vm->ubf_async_safe` *before* its blocking region and clears it after. But entering
-/// the region runs pending interrupts first (`unblock_function_set` calls
-/// `RUBY_VM_CHECK_INTS` unless `RB_NOGVL_INTR_FAIL` is given), and an interrupt already pending
-/// then raises out of `rb_nogvl` with the flag still set (MRI 3.1 to 3.4 alike). While it stays
-/// set, MRI's signal handler calls whatever unblocking function the main thread has registered
-/// from inside the handler, including MRI's own ones that take locks and are not
-/// async-signal-safe (`sleep`'s, an IO wait's), until the next `rb_nogvl` completes.
-///
-/// A second `rb_nogvl` with `RB_NOGVL_INTR_FAIL` and no unblocking function is harmless and
-/// clears the flag: it sets nothing (no unblocking function), it does not run interrupts (it
-/// skips its empty region if one is pending, and `INTR_FAIL` also skips the check after it),
-/// so it cannot raise, and its unconditional `vm->ubf_async_safe = 0` for the main thread runs.
-/// It only costs a GVL release on the error path; we cannot tell whether the raise came before
-/// or after the region, and after it the flag is already clear, so this is also harmless.
-fn reset_async_safe_flag() {
-    extern "C" fn nothing(_: *mut c_void) -> *mut c_void {
-        std::ptr::null_mut()
-    }
-    // SAFETY: GVL held (we are back from rb_nogvl's raise, under our caller's Ruby call);
-    // `nothing` touches no data; with RB_NOGVL_INTR_FAIL rb_nogvl runs no interrupts, so it
-    // returns normally.
-    unsafe {
-        rb_sys::rb_nogvl(
-            Some(nothing),
-            std::ptr::null_mut(),
-            None,
-            std::ptr::null_mut(),
-            rb_sys::RB_NOGVL_INTR_FAIL as i32,
-        );
     }
 }
 

@@ -160,21 +160,10 @@ fn wait(
     loop {
         ticket.rearm();
         let waker = ticket.waker();
-        // A trap handler can also run (and fork) inside rb_nogvl *before* its blocking
-        // region, when the signal is already pending: the child then arrives here, in the
-        // closure, so the closure checks the generation too before it touches the pool.
-        let here = || resolver::generation() == generation;
-        let end = nogvl::without_gvl(
-            || {
-                if here() {
-                    ticket.wait(deadline)
-                } else {
-                    WaitEnd::Interrupted
-                }
-            },
-            waker,
-        )?;
-        if !here() {
+        // Trap handlers run only after the GVL-free wait (nogvl.rs), so a child forked by
+        // one comes back here, never into the closure.
+        let end = nogvl::without_gvl(|| ticket.wait(deadline), waker)?;
+        if resolver::generation() != generation {
             return Ok(end.unwrap_or(WaitEnd::Interrupted));
         }
         match end {
