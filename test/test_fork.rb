@@ -50,4 +50,38 @@ class TestFork < IgaiTest::BedTest
     assert_equal "127.0.0.1", child[:answer]
     assert_equal zero.merge(workers: 1, idle: 1, completed: 1), child[:after]
   end
+
+  FORK_SCENARIOS = File.expand_path("support/fork_scenarios.rb", __dir__)
+
+  # Runs a scenario of support/fork_scenarios.rb; returns its report.
+  def fork_scenario(*args)
+    output, status = run_command([RbConfig.ruby, "-I", IgaiTest::LIB, FORK_SCENARIOS, *args], timeout: 240)
+    assert status.success?, output
+    JSON.parse(output.lines.last, symbolize_names: true)
+  end
+
+  # A lookup thread holding one of glibc's locks at the fork (resolv.conf's, taken by every
+  # lookup as it starts; the netlink __check_pf one, for AI_ADDRCONFIG and to sort answers)
+  # left it locked in the child, where every lookup then hung on it: before the fork gate, 30
+  # to 50 of these 200 children never resolved.
+  def test_every_child_forked_while_threads_resolve_resolves
+    report = fork_scenario("storm", "200")
+    assert_equal [0, 0], [report[:failed], report[:hung]], report
+  end
+
+  # The same on a loaded machine (two busy loops beside), where a lookup thread inside a lock
+  # may wait for a CPU while the main thread forks.
+  def test_every_child_forked_while_threads_resolve_on_a_busy_machine_resolves
+    report = fork_scenario("storm", "200", "--busy")
+    assert_equal [0, 0], [report[:failed], report[:hung]], report
+  end
+
+  # A fork during a process's very first lookup: before, the spinner limit's OnceLock could be
+  # caught half-initialised (the child's lookups then hung for good, deaf to their own
+  # timeout:), and the resolv.conf lock held while the file is first parsed (1 to 14 of these
+  # 80 children hung or failed).
+  def test_no_child_forked_during_the_first_lookup_of_a_process_hangs_or_fails
+    report = fork_scenario("first", "80")
+    assert_equal [0, 0], [report[:failed], report[:hung]], report
+  end
 end

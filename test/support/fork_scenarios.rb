@@ -1,0 +1,128 @@
+# frozen_string_literal: true
+
+# Forks at the worst moments for a resolver, run as a script inside the bed and shared by
+# test/test_fork.rb (which asserts that no child fails) and bench/fork.rb (which prints the
+# figures, igai against the built-in lookup):
+#
+#   ruby -Ilib test/support/fork_scenarios.rb storm FORKS [--busy] [--builtin]
+#     six threads resolve (DNS names and localhost, with AI_ADDRCONFIG) while the main thread
+#     forks FORKS times; each child resolves a DNS name, bounded by 3 s
+#   ruby -Ilib test/support/fork_scenarios.rb first PROCESSES [--busy] [--builtin]
+#     PROCESSES fresh processes (forked before any lookup) each start their first lookup on
+#     a thread and fork at once, at a delay stepping through the first 1 ms; each grandchild
+#     resolves localhost, bounded by 1 s
+#
+# --busy runs two busy loops beside (a loaded machine); --builtin uses Socket.getaddrinfo
+# under Timeout.timeout instead of igai. Prints one JSON line: children that failed (an
+# error or their own time limit), that hung (still running 5 s later, killed), and the time
+# each fork took in the parent (worst and median, ms).
+
+require "json"
+require "socket"
+require "timeout"
+
+module IgaiTest
+  module ForkScenarios
+    module_function
+
+    def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+    # Resolves host with AI_ADDRCONFIG within limit seconds; true when it got an answer.
+    def resolves?(host, limit, builtin:)
+      if builtin
+        Timeout.timeout(limit) { Socket.getaddrinfo(host, 80, nil, :STREAM, nil, Socket::AI_ADDRCONFIG) }
+      else
+        Socket.interruptible_getaddrinfo(host, 80, nil, :STREAM, nil, Socket::AI_ADDRCONFIG, timeout: limit)
+      end
+      true
+    rescue StandardError, Timeout::Error
+      false
+    end
+
+    # Forks a child that runs the block and exits 0 when it returns true; returns the pid
+    # and how long fork took in this process.
+    def fork_child(&check)
+      start = now
+      pid = fork { exit!(check.call ? 0 : 1) }
+      [pid, now - start]
+    end
+
+    # :ok, :failed, or :hung (still running after limit seconds; then killed).
+    def verdict(pid, limit: 5)
+      give_up = now + limit
+      until (waited = Process.wait2(pid, Process::WNOHANG))
+        if now > give_up
+          Process.kill(:KILL, pid)
+          Process.wait(pid)
+          return :hung
+        end
+        sleep 0.002
+      end
+      waited[1].success? ? :ok : :failed
+    end
+
+    def storm(forks, builtin:)
+      stop = false
+      resolvers = Array.new(6) do |t|
+        Thread.new do
+          n = 0
+          until stop
+            resolves?(t.even? ? "ok-storm#{t}-#{n % 40}.igai.test" : "localhost", 2, builtin: builtin)
+            n += 1
+          end
+        end
+      end
+      sleep 0.2
+      results = Array.new(forks) do |i|
+        pid, took = fork_child { resolves?("ok-storm-child#{i}.igai.test", 3, builtin: builtin) }
+        [verdict(pid), took]
+      end
+      stop = true
+      resolvers.each(&:join)
+      results
+    end
+
+    def first_lookups(processes, builtin:)
+      Array.new(processes) do |i|
+        reader, writer = IO.pipe
+        fresh = fork do
+          reader.close
+          Thread.new { resolves?(i.even? ? "localhost" : "ok-first#{i}.igai.test", 2, builtin: builtin) }
+          delay_until = now + ((i % 20) * 0.00005)
+          Thread.pass while now < delay_until
+          pid, took = fork_child { resolves?("localhost", 1, builtin: builtin) }
+          writer.puts JSON.generate([verdict(pid), took])
+          exit!(0)
+        end
+        writer.close
+        line = reader.read
+        Process.wait(fresh)
+        result, took = JSON.parse(line)
+        [result.to_sym, took]
+      end
+    end
+
+    def report(results)
+      took = results.map(&:last).sort
+      counts = results.map(&:first).tally
+      { children: results.size, failed: counts.fetch(:failed, 0), hung: counts.fetch(:hung, 0),
+        worst_fork_ms: (took.last * 1000).round(2), median_fork_ms: (took[took.size / 2] * 1000).round(2) }
+    end
+
+    def main(argv)
+      scenario, count = argv
+      builtin = argv.include?("--builtin")
+      require "igai" unless builtin
+      busy = argv.include?("--busy") ? Array.new(2) { Process.spawn(RbConfig.ruby, "-e", "loop {}") } : []
+      results = scenario == "storm" ? storm(Integer(count), builtin: builtin) : first_lookups(Integer(count), builtin: builtin)
+      puts JSON.generate(report(results))
+    ensure
+      busy&.each do |pid|
+        Process.kill(:KILL, pid)
+        Process.wait(pid)
+      end
+    end
+  end
+end
+
+IgaiTest::ForkScenarios.main(ARGV) if $PROGRAM_NAME == __FILE__
