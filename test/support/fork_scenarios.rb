@@ -11,6 +11,9 @@
 #     PROCESSES fresh processes (forked before any lookup) each start their first lookup on
 #     a thread and fork at once, at a delay stepping through the first 1 ms; each grandchild
 #     resolves localhost, bounded by 1 s
+#   ruby -Ilib test/support/fork_scenarios.rb stalled FORKS [--busy] [--builtin]
+#     four threads keep a stalled lookup each in flight while the main thread forks FORKS
+#     times; each child resolves localhost, bounded by 1 s
 #
 # --busy runs two busy loops beside (a loaded machine); --builtin uses Socket.getaddrinfo
 # under Timeout.timeout instead of igai. Prints one JSON line: children that failed (an
@@ -82,6 +85,27 @@ module IgaiTest
       results
     end
 
+    def stalled(forks, builtin:)
+      stop = false
+      stallers = Array.new(4) do |t|
+        Thread.new do
+          n = 0
+          until stop
+            resolves?("stall-fork#{t}-#{n}.igai-stalled.test", 1, builtin: builtin)
+            n += 1
+          end
+        end
+      end
+      sleep 0.3
+      results = Array.new(forks) do
+        pid, took = fork_child { resolves?("localhost", 1, builtin: builtin) }
+        [verdict(pid), took]
+      end
+      stop = true
+      stallers.each(&:join)
+      results
+    end
+
     def first_lookups(processes, builtin:)
       Array.new(processes) do |i|
         reader, writer = IO.pipe
@@ -114,7 +138,8 @@ module IgaiTest
       builtin = argv.include?("--builtin")
       require "igai" unless builtin
       busy = argv.include?("--busy") ? Array.new(2) { Process.spawn(RbConfig.ruby, "-e", "loop {}") } : []
-      results = scenario == "storm" ? storm(Integer(count), builtin: builtin) : first_lookups(Integer(count), builtin: builtin)
+      scenarios = { "storm" => :storm, "first" => :first_lookups, "stalled" => :stalled }
+      results = send(scenarios.fetch(scenario), Integer(count), builtin: builtin)
       puts JSON.generate(report(results))
     ensure
       busy&.each do |pid|
