@@ -70,7 +70,7 @@ module IgaiTest
         Thread.new do
           n = 0
           until stop
-            resolves?(t.even? ? "ok-storm#{t}-#{n % 40}.igai.test" : "localhost", 2, builtin: builtin)
+            resolves?(t.even? ? "dual-storm#{t}-#{n % 40}.igai.test" : "localhost", 2, builtin: builtin)
             n += 1
           end
         end
