@@ -25,7 +25,10 @@ class DebianRoot
 
   # Besides the caller's packages: what debootstrap and apt need in the root.
   BASE_PACKAGES = %w[ca-certificates debian-archive-keyring].freeze
-  PATH = "/opt/rust/cargo/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+  PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+  # What a rust root adds to the environment: where the host's toolchain is mounted.
+  RUST_ENV = { "PATH" => "/opt/rust/cargo/bin:#{PATH}", "CARGO_HOME" => "/opt/rust/cargo",
+               "RUSTUP_HOME" => "/opt/rust/rustup" }.freeze
 
   attr_reader :dir, :rubies
 
@@ -170,10 +173,8 @@ class DebianRoot
   # command line prefix that runs the whole (e.g. test/bed/run, whose /etc/resolv.conf a bind
   # then shows inside).
   def in_root(script, env: {}, binds: [], wrap: [])
-    env = env.merge(
-      "PATH" => PATH, "HOME" => "/root", "LANG" => "C.UTF-8",
-      "CARGO_HOME" => "/opt/rust/cargo", "RUSTUP_HOME" => "/opt/rust/rustup"
-    )
+    env = env.merge("PATH" => PATH, "HOME" => "/root", "LANG" => "C.UTF-8")
+    env.merge!(RUST_ENV) if @rust
     mounts = rust_mounts
     mounts.each_key { |inside| FileUtils.mkdir_p(File.join(dir, inside)) }
     outer = [
