@@ -40,28 +40,29 @@ class TestNativeLoader < Minitest::Test
     run_command([RbConfig.ruby, "--disable-gems", "-I", @lib, "-e", REPORT])
   end
 
+  # `require "igai"` loads the extension at path, and it works.
+  def assert_loads(path)
+    output, status = require_igai
+    assert status.success?, output
+    assert_equal "#{path}\n\"127.0.0.1\"\n", output
+  end
+
   def test_loads_the_precompiled_extension_for_this_ruby_when_the_platform_gem_brought_one
     precompiled = place("igai/#{MINOR}/igai.so")
     place("igai/0.9/igai.so", "not for this Ruby")
-    output, status = require_igai
-    assert status.success?, output
-    assert_equal "#{precompiled}\n\"127.0.0.1\"\n", output
+    assert_loads precompiled
   end
 
   def test_prefers_the_precompiled_extension_to_one_built_from_source
     precompiled = place("igai/#{MINOR}/igai.so")
     place("igai/igai.so")
-    output, status = require_igai
-    assert status.success?, output
-    assert_equal "#{precompiled}\n\"127.0.0.1\"\n", output
+    assert_loads precompiled
   end
 
   def test_loads_the_extension_built_from_source_when_none_is_precompiled_for_this_ruby
     built = place("igai/igai.so")
     place("igai/0.9/igai.so", "not for this Ruby")
-    output, status = require_igai
-    assert status.success?, output
-    assert_equal "#{built}\n\"127.0.0.1\"\n", output
+    assert_loads built
   end
 
   def test_without_a_loadable_extension_the_load_error_names_the_ruby_the_platform_and_each_failure
