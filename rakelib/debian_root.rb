@@ -141,7 +141,8 @@ class DebianRoot
        "--include=#{packages.join(',')}", @suite, dir, DebianRoot.mirror
   end
 
-  # Installs, inside the root, what it lacks: packages of its suite, then each Ruby.
+  # Installs, inside the root, what it lacks: packages of its suite, then each Ruby; then
+  # drops the downloaded packages.
   def install(packages)
     sources = rubies.values.filter_map { |ruby| ruby[:suite] }.uniq.map do |suite|
       "Types: deb\nURIs: #{DebianRoot.mirror}\nSuites: #{suite}\nComponents: main\n" \
@@ -154,7 +155,8 @@ class DebianRoot
               "#{install} #{packages.shelljoin}",
               *rubies.values.map do |ruby|
                 "#{install} #{ruby[:suite] ? "-t #{ruby[:suite]} " : ''}#{ruby[:packages].shelljoin}"
-              end]
+              end,
+              "apt-get clean"] # the downloaded packages: 100+ MB
     in_root(script.join("\n"))
   end
 

@@ -43,7 +43,7 @@ module NativeGem
     ["trixie", { "3.3" => { binary: "ruby3.3", packages: %w[ruby3.3] },
                  "3.4" => { binary: "ruby3.4", packages: %w[ruby3.4], suite: "experimental" } }]
   ].map do |suite, rubies|
-    DebianRoot.new(dir: File.join(BARE, suite), suite: suite, layout: 1, rubies: rubies, headers: false,
+    DebianRoot.new(dir: File.join(BARE, suite), suite: suite, layout: 2, rubies: rubies, headers: false,
                    lock: File.join(CHECKOUT, "tmp/bare-#{suite}.lock"), name: "test:native #{suite}")
   end
 
