@@ -3,7 +3,7 @@
 require "socket"
 require_relative "igai/version"
 require_relative "igai/timeout"
-require "igai/igai" # the native extension: lib/igai/igai.so, or the installed gem's copy
+require_relative "igai/native" # the native extension: precompiled for this Ruby, or built from source
 require_relative "igai/addrinfo"
 require_relative "igai/socket_patches"
 

@@ -4,7 +4,7 @@
 # `rake test` comes last, so that its minitest summary closes the log.
 
 CI_STEPS = %w[
-  lint test:rust test:ruby33 test:ruby34 test:package test:memcheck test:memcheck:core fuzz test
+  lint test:rust test:ruby33 test:ruby34 test:package test:native test:memcheck test:memcheck:core fuzz test
 ].freeze
 
 desc "Run every check CI runs: #{CI_STEPS.join(', ')}"

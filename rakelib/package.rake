@@ -12,21 +12,26 @@ require "tmpdir"
 
 module PackageCheck
   CHECKOUT = File.expand_path("..", __dir__)
-  FORBIDDEN = %r{(\A|/)(target|tmp|pkg|\.trixie)(/|\z)|\.(so|o)\z}
+  FORBIDDEN = %r{(\A|/)(target|tmp|pkg|\.trixie|\.bare-roots)(/|\z)|\.(so|o)\z}
 
-  # Runs as `test/bed/run ruby smoke.rb CHECKOUT` with only the temporary GEM_HOME.
+  # Runs as `test/bed/run ruby smoke.rb CHECKOUT [EXTENSION]` with only the temporary
+  # GEM_HOME (test:native runs it too, in bare Debian roots); EXTENSION: the extension the gem
+  # must load, relative to the gem's directory.
   SMOKE = <<~'RUBY'
     require "igai"
     require "timeout"
 
-    checkout = ARGV.fetch(0)
+    checkout, extension = ARGV
     leaked = $LOADED_FEATURES.select { |path| path.start_with?("#{checkout}/") }
     abort "FAIL: loaded from the checkout: #{leaked.join(', ')}" unless leaked.empty?
     spec = Gem.loaded_specs["igai"]
     abort "FAIL: igai not loaded from GEM_HOME (#{spec&.full_gem_path})" \
       unless spec&.full_gem_path&.start_with?("#{ENV.fetch('GEM_HOME')}/")
     abort "FAIL: no test bed: #{ENV['IGAI_BED_UNAVAILABLE']}" unless ENV["IGAI_BED"] == "1"
-    puts "native extension: #{$LOADED_FEATURES.grep(%r{/igai\.so\z}).first}"
+    loaded = $LOADED_FEATURES.grep(%r{/igai\.so\z})
+    puts "native extension: #{loaded.join(', ')}"
+    abort "FAIL: loaded #{loaded}, not #{extension}" \
+      if extension && loaded != [File.join(spec.full_gem_path, extension)]
 
     addresses = ->(name) { Socket.interruptible_getaddrinfo(name, 80).map { |ai| ai[3] }.uniq }
     got = addresses.call("ok-pkg.igai.test")
@@ -48,6 +53,9 @@ module PackageCheck
     out = IO.popen([command, "resolve", "ok-pkg.igai.test", "--family", "inet"], &:read)
     abort "FAIL: #{command} resolve: #{out.inspect} (#{$?.inspect})" \
       unless $?.success? && out.start_with?("127.0.0.1 ")
+    out = IO.popen([command, "resolve", "localhost"], &:read)
+    abort "FAIL: #{command} resolve localhost: #{out.inspect} (#{$?.inspect})" \
+      unless $?.success? && out.match?(/^(127\.0\.0\.1|::1) /)
     puts format("PASS: installed gem resolves, loads nothing from the checkout, " \
                 "stalled lookup interrupted after %.2f s, igai command works", took)
   RUBY
