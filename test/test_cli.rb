@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require "open3"
 require "tmpdir"
 require_relative "test_helper"
 
