@@ -63,6 +63,22 @@ class TestBed < IgaiTest::BedTest
     assert_equal [Bed::ANSWER_V4, Bed::ANSWER_V6].sort, all.sort
   end
 
+  def test_pair_name_resolves_to_two_addresses_of_each_family_in_order
+    name = Bed.pair_name
+    assert_equal [Bed::ANSWER_V6, Bed::SECOND_V6, Bed::ANSWER_V4, Bed::SECOND_V4],
+                 Addrinfo.getaddrinfo(name, 80, nil, :STREAM).map(&:ip_address)
+    assert_equal [Bed::ANSWER_V4, Bed::SECOND_V4],
+                 Addrinfo.getaddrinfo(name, 80, :INET, :STREAM).map(&:ip_address)
+  end
+
+  def test_v6_stalled_name_answers_a_at_once_and_never_aaaa
+    name = Bed.v6_stalled_name
+    assert_equal [Bed::ANSWER_V4], Addrinfo.getaddrinfo(name, 80, :INET, :STREAM).map(&:ip_address)
+    dns = Resolv::DNS.new(nameserver: "127.0.0.1").tap { |resolver| resolver.timeouts = 0.3 }
+    assert_empty dns.getresources(name, Resolv::DNS::Resource::IN::AAAA)
+    assert_equal %w[A AAAA], Bed.queries_for(name)
+  end
+
   def test_nxdomain_name_raises
     error = assert_raises(SocketError) { Socket.getaddrinfo(Bed.nxdomain_name, 80) }
     assert_match(/not known/i, error.message) # EAI_NONAME

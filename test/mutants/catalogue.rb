@@ -26,7 +26,7 @@ same = "/behave_like_the_originals/"
     tests: [replace], only: "/connect_timeout_bounds_its_lookups/",
     description: "Socket.tcp's connect_timeout no longer bounds its lookups" },
   { id: "socket-tcp-resolv-timeout-not-own", file: "lib/igai/socket_patches.rb",
-    from: "SocketPatches.own_limit(&call)", to: "call.call",
+    from: "SocketPatches.own_limit(&call)", to: "call.call", ruby: "3.4",
     tests: [replace], only: "/own_limits_win/",
     description: "Socket.tcp's resolv_timeout is cut short by the process-wide limit" },
   { id: "socket-tcp-block-leaves-socket-open", file: "lib/igai/socket_patches.rb",
