@@ -316,6 +316,6 @@ same = "/behave_like_the_originals/"
   { id: "sandbox-user-namespace-as-root", file: "lib/igai/sandbox.rb",
     from: "flags = %w[--user --map-root-user] + flags unless Process.euid.zero?",
     to: "flags = %w[--user --map-root-user] + flags",
-    tests: ["test/test_sandbox.rb", "test/test_cli.rb"], only: "/sandbox|demo/",
+    tests: ["test/test_sandbox.rb"], only: "/user_namespace/",
     description: "root also gets a user namespace" }
 ]

@@ -218,8 +218,11 @@ module IgaiTest
       # "killed", "survived" or "timeout"; the output goes to logs/<id>.log.
       def tests_pass(mutant)
         log = File.join(logs, "#{mutant.id}.log")
-        pid = Process.spawn(*command(mutant), chdir: scratch, out: log, err: %i[child out], pgroup: true,
-                                              in: File::NULL)
+        # Strict, as on CI: a test that needs the bed fails rather than skips without it (a
+        # mutant of the sandbox could otherwise pass by making the bed unavailable).
+        pid = Process.spawn({ "IGAI_REQUIRE_BED" => "1" }, *command(mutant), chdir: scratch, out: log,
+                                                                              err: %i[child out], pgroup: true,
+                                                                              in: File::NULL)
         status = wait(pid)
         return "timeout" unless status
 
