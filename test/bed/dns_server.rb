@@ -37,11 +37,12 @@ module IgaiBed
 
     # A decision: action is :drop (never answer), :drop_first (ignore the first query of
     # each type for the name, answer later ones), :answer_once (answer the first query of
-    # each type for the name, drop later ones) or :answer; rcode is a
+    # each type for the name, drop later ones), :answer_first (answer the name's first query,
+    # whatever its type, and drop every later one) or :answer; rcode is a
     # Resolv::DNS::RCode value; delay is in seconds; dual says whether AAAA
     # queries get an answer; pair gives two records of each family (adding SECOND_V4 and
-    # SECOND_V6); stall_v6 leaves AAAA queries unanswered.
-    Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, :pair, :stall_v6, keyword_init: true)
+    # SECOND_V6).
+    Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, :pair, keyword_init: true)
 
     module_function
 
@@ -78,10 +79,11 @@ module IgaiBed
         # Two records of each family: ANSWER_V4, SECOND_V4; ANSWER_V6, SECOND_V6.
         Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError, delay: 0, dual: true,
                      in_zone: true, pair: true)
-      when /\Astall6-/
-        # A answered at once, AAAA never: a name answered in part.
-        Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError, delay: 0, dual: false,
-                     in_zone: true, stall_v6: true)
+      when /\Afirst-/
+        # Only the first query is answered (A or AAAA, whichever comes first): a name
+        # answered in part, whichever record type a resolver asks for first.
+        Decision.new(action: :answer_first, rcode: Resolv::DNS::RCode::NoError, delay: 0, dual: true,
+                     in_zone: true)
       when /\Anx-/
         rcode_decision(Resolv::DNS::RCode::NXDomain)
       when /\Arefused-/
@@ -225,7 +227,7 @@ module IgaiBed
 
       decision = Behaviour.decide(qname.to_s)
       return nil if decision.action == :drop
-      return nil if decision.stall_v6 && qtype == IN::AAAA::TypeValue
+      return nil if decision.action == :answer_first && !first_time?(qname.to_s, :any)
       return nil if decision.action == :drop_first && first_time?(qname.to_s, qtype)
       return nil if decision.action == :answer_once && !first_time?(qname.to_s, qtype)
 
@@ -237,8 +239,8 @@ module IgaiBed
       end
     end
 
-    # True the first time a name is asked for with this query type (names are
-    # case-insensitive).
+    # True the first time a name is asked for with this query type (:any: with any type;
+    # names are case-insensitive).
     def first_time?(qname, qtype)
       key = [qname.downcase.chomp("."), qtype]
       @seen_lock.synchronize { @seen[key] ? false : (@seen[key] = true) }

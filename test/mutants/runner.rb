@@ -110,6 +110,10 @@ module IgaiTest
 
     # Runs the mutants; prints one line each and the summary; returns the results.
     def run(mutants, out: $stdout)
+      # Started in the background by a shell, this process ignores SIGINT, and so would the
+      # tests' children, to which tests send it.
+      previous = Signal.trap("INT", "DEFAULT")
+      Signal.trap("INT", previous) unless previous == "IGNORE"
       results = mutants.group_by(&:ruby).flat_map do |ruby, group|
         bed = Bed.for(ruby)
         bed.prepare

@@ -122,9 +122,10 @@ module IgaiTest
         unique_name("pair")
       end
 
-      # A -> 127.0.0.1 at once; AAAA queries are never answered (a name answered in part).
-      def v6_stalled_name
-        unique_name("stall6")
+      # Only the first query of the name is answered, whatever its type (A -> 127.0.0.1, or
+      # AAAA -> ::1); no later one ever is: a name answered in part.
+      def first_only_name
+        unique_name("first")
       end
 
       # The first query of each type for it is lost (never answered); later ones are

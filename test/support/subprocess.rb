@@ -7,6 +7,12 @@ module IgaiTest
   # The gem's lib directory, for child Rubies (-I LIB).
   LIB = File.expand_path("../../lib", __dir__)
 
+  # A test run a non-interactive shell started in the background inherits SIGINT ignored and
+  # would hand that on to every child, which Ctrl-C could then not interrupt: children get
+  # the default.
+  previous = Signal.trap("INT", "DEFAULT")
+  Signal.trap("INT", previous) unless previous == "IGNORE"
+
   # Child processes for tests: every one started here is waited for with a bound, and killed
   # and reaped even when the test fails, raises or is interrupted (with its whole process
   # group, so that grandchildren it forked cannot outlive the test). Plain Ruby: usable
