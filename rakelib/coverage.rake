@@ -6,7 +6,7 @@
 # tmp/coverage/<ruby version>/ of the checkout that ran them. `rake coverage` merges what the
 # host's Ruby and the matrix Rubies found (without running anything), prints line and branch
 # figures per Ruby and merged, and fails on a line or branch that no Ruby ran and that
-# test/coverage-gaps.txt does not list with the reason no suite run can reach it.
+# test/coverage-gaps.txt does not list with the reason no suite run can reach it (see gaps).
 # COVERAGE_PARTIAL=1 merges whatever Rubies have results (figures only for those).
 
 require "digest"
@@ -17,8 +17,6 @@ module IgaiCoverage
   PROBE = File.join(CHECKOUT, "test/support/coverage.rb")
   GAPS = File.join(CHECKOUT, "test/coverage-gaps.txt")
   DIGEST = "lib.sha256"
-  # A listed gap: "lib/igai/x.rb:12 line: reason", "lib/igai/x.rb:12-14 else: reason".
-  GAP = /\A(?<file>\S+):(?<first>\d+)(?:-(?<last>\d+))? (?<kind>\S+): (?<reason>.+)\z/
 
   module_function
 
@@ -104,15 +102,25 @@ module IgaiCoverage
     format("%d/%d (%.1f%%)", ran, entries.size, entries.empty? ? 100 : 100.0 * ran / entries.size)
   end
 
-  # The listed gaps: [[file, lines, kind, reason]].
+  # The listed gaps, [[file, kind, snippet, reason]]: a line of test/coverage-gaps.txt is
+  # "FILE | KIND | SNIPPET | REASON": KIND is line, or the kind of branch (then, else, when, in,
+  # body, &.), and SNIPPET a piece of the source line the line or branch starts on (not a line
+  # number, which every edit above it would move).
   def gaps
     File.readlines(GAPS, chomp: true).each_with_index.filter_map do |line, index|
       next if line.strip.empty? || line.start_with?("#")
 
-      match = GAP.match(line) or abort "coverage: #{GAPS}:#{index + 1}: not \"file:line kind: reason\": #{line}"
-      first = Integer(match[:first])
-      [match[:file], first..Integer(match[:last] || first), match[:kind], match[:reason]]
+      fields = line.split(" | ", 4).map(&:strip)
+      abort "coverage: #{GAPS}:#{index + 1}: not \"FILE | KIND | SNIPPET | REASON\": #{line}" \
+        unless fields.size == 4 && fields.none?(&:empty?)
+      fields
     end
+  end
+
+  # The source lines of file, by number.
+  def source(file)
+    @source ||= {}
+    @source[file] ||= [nil, *File.readlines(File.join(CHECKOUT, file), chomp: true)]
   end
 
   # What no Ruby ran, as [file, line, kind, description].
@@ -126,8 +134,9 @@ module IgaiCoverage
     end
   end
 
-  def listed?(gap_list, file, line, kind)
-    gap_list.any? { |g_file, g_lines, g_kind, _| g_file == file && g_lines.cover?(line) && g_kind == kind }
+  def covers?(gap, file, line, kind)
+    g_file, g_kind, snippet, = gap
+    g_file == file && g_kind == kind && source(file)[line].to_s.include?(snippet)
   end
 
   def report
@@ -159,16 +168,25 @@ module IgaiCoverage
 
   def check(merged)
     gap_list = gaps
-    missing = unexecuted(merged)
-    unlisted = missing.reject { |file, line, kind, _| listed?(gap_list, file, line, kind) }
-    stale = gap_list.reject do |file, lines, kind, _|
-      missing.any? { |m_file, m_line, m_kind, _| m_file == file && lines.cover?(m_line) && m_kind == kind }
+    gap_list.each do |file, kind, snippet, _|
+      next if File.exist?(File.join(CHECKOUT, file)) && source(file).any? { |text| text.to_s.include?(snippet) }
+
+      abort "coverage: #{File.basename(GAPS)}: #{file} has no line with #{snippet.inspect} (#{kind}): the " \
+            "code moved; list the gap again on the line that now holds it, or remove it"
     end
+    missing = unexecuted(merged)
+    unlisted = missing.reject { |file, line, kind, _| gap_list.any? { |gap| covers?(gap, file, line, kind) } }
     puts "coverage: #{missing.size - unlisted.size} unexecuted lines and branches listed in #{File.basename(GAPS)}"
-    stale.each { |file, lines, kind, _| puts "coverage: listed but executed now (remove it): #{file}:#{lines} #{kind}" }
+    gap_list.each do |gap|
+      next if missing.any? { |file, line, kind, _| covers?(gap, file, line, kind) }
+
+      puts "coverage: listed but executed now (remove it from #{File.basename(GAPS)}): #{gap.take(3).join(' | ')}"
+    end
     return if unlisted.empty?
 
-    unlisted.each { |file, _, _, description| puts "  not executed by any Ruby: #{file}: #{description}" }
+    unlisted.each do |file, line, _, description|
+      puts "  not executed by any Ruby: #{file}: #{description}: #{source(file)[line].to_s.strip}"
+    end
     abort "coverage: #{unlisted.size} unexecuted lines or branches not listed in #{GAPS}"
   end
 end
