@@ -145,6 +145,18 @@ class TestCLI < Minitest::Test
     assert_equal [130, "", ""], [status, stdout, stderr]
   end
 
+  # Ctrl-C from a terminal reaches igai demo's whole process group (the demo proper runs in a
+  # child, in its namespaces): it ends with exit status 130 too.
+  def test_demo_interrupted_by_ctrl_c_exits_with_status_130
+    Bed.require!(self)
+    _, stderr, status = igai("demo") do |child|
+      wait_until("the demo shows its first lookup") { child.output.include?("Timeout.timeout(0.2) {") }
+      Process.kill(:INT, -child.pid)
+      wait_until("igai demo exits", timeout: 5) { !child.alive? }
+    end
+    assert_equal [130, ""], [status, stderr]
+  end
+
   def test_demo_shows_getaddrinfo_overrunning_and_igai_ending_on_time
     stdout, stderr, status = igai("demo")
     Bed.skip_or_flunk(self, "no namespaces here: #{stderr}") if status == 1 && stderr.include?("cannot create")

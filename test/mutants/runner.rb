@@ -219,8 +219,22 @@ module IgaiTest
         ["nice", "-n", "10", *test_argv(mutant)]
       end
 
-      # "killed", "survived" or "timeout"; the output goes to logs/<id>.log.
+      # A bed that failed to start (a loaded machine) is tried again this many times.
+      BED_RETRIES = 2
+
+      # "killed", "survived" or "timeout"; the output goes to logs/<id>.log. A run in which
+      # the bed itself failed ("igai test bed: ...", no test ran) proves nothing: it is run
+      # again, and raises Error if the bed keeps failing.
       def tests_pass(mutant)
+        (BED_RETRIES + 1).times do
+          outcome = run_tests(mutant)
+          return outcome unless outcome == "bed failed"
+        end
+        raise Error, "mutant #{mutant.id}: the bed failed to start #{BED_RETRIES + 1} times; see " \
+                     "#{File.join(logs, "#{mutant.id}.log")}"
+      end
+
+      def run_tests(mutant)
         log = File.join(logs, "#{mutant.id}.log")
         # Strict, as on CI: a test that needs the bed fails rather than skips without it (a
         # mutant of the sandbox could otherwise pass by making the bed unavailable).
@@ -229,8 +243,11 @@ module IgaiTest
                                                                               in: File::NULL)
         status = wait(pid)
         return "timeout" unless status
+        return "survived" if status.success?
 
-        status.success? ? "survived" : "killed"
+        output = File.read(log)
+        bed_failed = output.match?(/^igai test bed: /) && !output.match?(/^\d+ runs, \d+ assertions/)
+        bed_failed ? "bed failed" : "killed"
       end
 
       # The exit status, or nil after TIMEOUT (the group is then stopped: TERM, which the
