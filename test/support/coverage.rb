@@ -5,8 +5,9 @@
 # process, the children tests start, igai's own command, the bed's runner), it starts
 # Ruby's Coverage at once and, as the process exits, writes what ran of lib/ to
 # $IGAI_COVERAGE_DIR/<pid>-<random>.dump (Marshal: this loads no library a test could notice).
-# A forked child that exits normally writes its own file (counting what its parent ran
-# before the fork too, which only repeats what the parent reports).
+# A forked child writes its own file (counting what its parent ran before the fork too, which
+# only repeats what the parent reports), also when it leaves with exit!, which skips at_exit
+# and which forked children of the tests mostly use.
 require "coverage"
 
 module IgaiTest
@@ -39,4 +40,15 @@ end
 if (dir = ENV.fetch("IGAI_COVERAGE_DIR", nil)) && !Coverage.running?
   Coverage.start(lines: true, branches: true)
   at_exit { IgaiTest::CoverageProbe.write(dir) }
+
+  # exit! (Kernel's, private, and Process's) writes the results first.
+  { Kernel => :private, Process.singleton_class => :public }.each do |target, visibility|
+    target.prepend(Module.new do
+      define_method(:exit!) do |*args|
+        IgaiTest::CoverageProbe.write(dir)
+        super(*args)
+      end
+      send(visibility, :exit!)
+    end)
+  end
 end
