@@ -5,9 +5,8 @@
 # process, the children tests start, igai's own command, the bed's runner), it starts
 # Ruby's Coverage at once and, as the process exits, writes what ran of lib/ to
 # $IGAI_COVERAGE_DIR/<pid>-<random>.dump (Marshal: this loads no library a test could notice).
-# A forked child writes its own file (counting what its parent ran before the fork too, which
-# only repeats what the parent reports), also when it leaves with exit!, which skips at_exit
-# and which forked children of the tests mostly use.
+# A forked child (whose counts Ruby clears at the fork) writes its own file, also when it
+# leaves with exit!, which skips at_exit and which forked children of the tests mostly use.
 require "coverage"
 
 module IgaiTest

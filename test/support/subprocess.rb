@@ -151,8 +151,14 @@ module IgaiTest
     # bound. Used for tests about signals, fork and process-wide state, so that the test
     # runner itself stays clean.
     def run_ruby(code, *ruby_args, timeout: 30, env: {}, &block)
-      run_command([RbConfig.ruby, "-I", LIB, *ruby_args, "-e", code], timeout: timeout, env: env,
-                  &block)
+      run_command([RbConfig.ruby, "-I", LIB, *coverage_probe, *ruby_args, "-e", code], timeout: timeout,
+                                                                                      env: env, &block)
+    end
+
+    # Under `rake coverage`'s suite runs, the probe (also in RUBYOPT, which Ruby reads after the
+    # command line) goes before any -r of ruby_args, so that the library it loads is measured.
+    def coverage_probe
+      ENV["IGAI_COVERAGE_DIR"] ? ["-r", File.expand_path("coverage.rb", __dir__)] : []
     end
   end
 end
