@@ -180,7 +180,8 @@ module IgaiCoverage
     gap_list.each do |gap|
       next if missing.any? { |file, line, kind, _| covers?(gap, file, line, kind) }
 
-      puts "coverage: listed but executed now (remove it from #{File.basename(GAPS)}): #{gap.take(3).join(' | ')}"
+      puts "coverage: listed but executed this time (remove it from #{File.basename(GAPS)} unless it depends on timing): " \
+           "#{gap.take(3).join(' | ')}"
     end
     return if unlisted.empty?
 
