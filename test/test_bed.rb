@@ -168,7 +168,8 @@ class TestBed < IgaiTest::BedTest
       assert_kind_of Timeout::Error, error
       assert_operator took, :<, 1.0, "MRI >= 3.3 should interrupt getaddrinfo"
     else
-      refute_nil error
+      # The resolver's failure, or Timeout's error delivered once getaddrinfo returned.
+      assert_includes [SocketError, Timeout::Error], error.class, error.inspect
       assert_operator took, :>=, [1.0, Bed.resolver_timeout * 0.5].max,
                       "Timeout interrupted getaddrinfo: the bed did not stall it"
       assert_operator took, :<, Bed.resolver_timeout * 2 + 2
