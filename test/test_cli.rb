@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require "open3"
 require "tmpdir"
 require_relative "test_helper"
 
@@ -12,10 +13,11 @@ class TestCLI < Minitest::Test
   Bed = IgaiTest::Bed
   EXE = File.expand_path("../exe/igai", __dir__)
 
-  # Runs `igai *args`; returns [stdout, stderr, exit status].
-  def igai(*args, env: {})
+  # Runs `igai *args`; returns [stdout, stderr, exit status]. The block, if any, gets the
+  # running child (see IgaiTest::Subprocess#run_command).
+  def igai(*args, env: {}, &block)
     stdout, stderr, status = run_command([RbConfig.ruby, "-I", IgaiTest::LIB, EXE, *args], env: env,
-                                                                                        separate_stderr: true)
+                                                                                        separate_stderr: true, &block)
     [stdout, stderr, status.exitstatus]
   end
 
@@ -127,6 +129,43 @@ class TestCLI < Minitest::Test
     assert_equal [1, ""], [status, stdout]
     assert_equal "igai: #{name}: timed out after 0.3 s\n", stderr
     assert_operator time, :<, 10 * 0.75
+  end
+
+  # Ctrl-C (SIGINT) during a lookup ends igai at once with exit status 130, as shells expect
+  # of an interrupted command.
+  def test_resolve_interrupted_by_ctrl_c_exits_with_status_130
+    Bed.require!(self)
+    name = Bed.stalled_name
+    # The lookup would stall 10 s: igai must be gone within 5.
+    stdout, stderr, status = igai("resolve", name, env: { "RES_OPTIONS" => "timeout:10 attempts:1" }) do |child|
+      wait_until("the DNS server got the query") { Bed.queries_for(name).any? }
+      Process.kill(:INT, child.pid)
+      wait_until("igai exits", timeout: 5) { !child.alive? }
+    end
+    assert_equal [130, "", ""], [status, stdout, stderr]
+  end
+
+  # Ctrl-C from a terminal reaches igai demo's whole process group (the demo proper runs in a
+  # child, in its namespaces): it ends with exit status 130 too, and so does the demo proper
+  # when SIGINT reaches it alone (igai demo exits with its status).
+  def test_demo_interrupted_by_ctrl_c_exits_with_status_130
+    Bed.require!(self)
+    { "the process group" => ->(child) { -child.pid }, "the demo proper" => ->(child) { demo_proper(child) } }
+      .each do |target, pid|
+        _, stderr, status = igai("demo") do |child|
+          wait_until("the demo shows its first lookup") { child.output.include?("Timeout.timeout(0.2) {") }
+          Process.kill(:INT, pid.call(child))
+          wait_until("igai demo exits", timeout: 5) { !child.alive? }
+        end
+        assert_equal [130, ""], [status, stderr], target
+      end
+  end
+
+  # The pid of the demo proper: the one child of igai demo (unshare execs it).
+  def demo_proper(child)
+    children = File.read("/proc/#{child.pid}/task/#{child.pid}/children").split
+    assert_equal 1, children.size, "igai demo's children: #{children}"
+    Integer(children.first)
   end
 
   def test_demo_shows_getaddrinfo_overrunning_and_igai_ending_on_time

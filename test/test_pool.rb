@@ -20,7 +20,8 @@ class TestPool < IgaiTest::BedTest
       require "json"
       require #{STOPWATCH.dump}
       def threads = Dir.children("/proc/self/task").size
-      def lookup_threads = Dir["/proc/self/task/*/comm"].count { |comm| File.read(comm).chomp == "igai-resolver" }
+      # (A thread that exits between the listing and the read has no comm left: not counted.)
+      def lookup_threads = Dir["/proc/self/task/*/comm"].count { |comm| (File.read(comm) rescue "").chomp == "igai-resolver" }
       def rss_kb = File.read("/proc/self/status")[/VmRSS:\\s+(\\d+)/, 1].to_i
       def now = IgaiTest::Stopwatch.now
       def wait_until(limit = 10, &condition)

@@ -171,16 +171,52 @@ class TestReplace < IgaiTest::BedTest
                  result["refused"]["message"]
   end
 
+  # Listeners on both addresses of a dual-stack name: TCPSocket.new connects to the IPv6 one,
+  # as the original does (the resolver's order; MRI 3.4's Happy Eyeballs starts with IPv6
+  # too). A pair- name has listeners on its second IPv6 and first IPv4 address only: before
+  # 3.4 the addresses are tried in the resolver's order (::1, fd00:16a1::1, 127.0.0.1, ...),
+  # so the second IPv6 one connects, as with the original; on 3.4 the families take turns
+  # (::1, 127.0.0.1, ...), so the IPv4 one does. (3.4's own Happy Eyeballs goes on from a
+  # refused ::1 to whichever answer it has at that moment: not compared.)
+  def test_tcpsocket_new_connects_to_the_first_address_ipv6_before_ipv4
+    names = { dual: Bed.answered_name(dual: true), pair: Bed.pair_name }
+    result = child(<<~RUBY, **names)
+      def listeners(addresses)
+        first = TCPServer.new(addresses.first, 0)
+        [first, *addresses.drop(1).map { |address| TCPServer.new(address, first.addr[1]) }]
+      end
+      both = listeners(%w[::1 127.0.0.1])
+      some = listeners(%w[fd00:16a1::1 127.0.0.1])
+      connect = lambda do
+        { "dual" => attempt { TCPSocket.new(dual, both[0].addr[1]).remote_address.ip_address },
+          "pair" => attempt { TCPSocket.new(pair, some[0].addr[1]).remote_address.ip_address } }
+          .transform_values { |outcome| outcome.except("seconds") }
+      end
+      original = connect.call
+      replace_socket_lookups
+      report("original" => original, "replaced" => connect.call)
+    RUBY
+    assert_equal({ "value" => "::1".inspect }, result["original"]["dual"], result.inspect)
+    assert_equal result["original"]["dual"], result["replaced"]["dual"], result.inspect
+    happy_eyeballs = Socket.respond_to?(:tcp_fast_fallback)
+    assert_equal({ "value" => (happy_eyeballs ? Bed::ANSWER_V4 : Bed::SECOND_V6).inspect },
+                 result["replaced"]["pair"], result.inspect)
+    assert_equal result["original"]["pair"], result["replaced"]["pair"], result.inspect unless happy_eyeballs
+  end
+
+  # The local host is looked up once, through igai: its address, not its name, goes to the
+  # original method (a once- name stalls when asked again).
   def test_tcpsocket_new_resolves_local_host_and_uses_local_port
-    names = { name: Bed.answered_name, local: Bed::HOSTS_NAME, stalled: Bed.stalled_name }
+    names = { name: Bed.answered_name, local: Bed::HOSTS_NAME, stalled: Bed.stalled_name,
+              once: Bed.once_name(0) }
     result = child(<<~RUBY, **names)
       replace_socket_lookups
       server = TCPServer.new("127.0.0.1", 0) # kept referenced: GC would close it
       port = server.addr[1]
       free_port = TCPServer.open("127.0.0.1", 0) { |probe| probe.addr[1] }
-      one_at_a_time = Socket.respond_to?(:tcp_fast_fallback) ? { fast_fallback: false } : {}
       report(
         "local_host" => attempt { TCPSocket.new(name, port, local, 0).local_address.ip_address },
+        "local_once" => attempt { TCPSocket.new(name, port, once, 0).local_address.ip_address },
         "local_port" => attempt { TCPSocket.open(name, port, nil, free_port).addr[1] },
         "free_port" => free_port,
         "stalled" => attempt { Timeout.timeout(0.3) { TCPSocket.new(name, port, stalled, 0) } },
@@ -188,6 +224,8 @@ class TestReplace < IgaiTest::BedTest
       )
     RUBY
     assert_equal Bed::HOSTS_ADDRESS.inspect, result["local_host"]["value"], result.inspect
+    assert_equal Bed::ANSWER_V4.inspect, result["local_once"]["value"], result.inspect
+    assert_operator result["local_once"]["seconds"], :<, 1.0
     assert_equal result["free_port"].to_s, result["local_port"]["value"], result.inspect
     assert_equal "Timeout::Error", result["stalled"]["error"]
     assert_operator result["stalled"]["seconds"], :<, 1.0
@@ -250,6 +288,17 @@ class TestReplace < IgaiTest::BedTest
     end
   end
 
+  # A name with two IPv4 addresses whose first is taken: bind goes on to the second.
+  def test_udpsocket_bind_tries_every_address_of_a_name
+    result = child(<<~RUBY, pair: Bed.pair_name)
+      replace_socket_lookups
+      taken = UDPSocket.new.tap { |socket| socket.bind("127.0.0.1", 0) }
+      port = taken.local_address.ip_port
+      report(attempt { UDPSocket.new.tap { |socket| socket.bind(pair, port) }.local_address.ip_address })
+    RUBY
+    assert_equal Bed::SECOND_V4.inspect, result["value"], result.inspect
+  end
+
   def test_ipsocket_getaddress_is_interruptible
     result = child(<<~RUBY, name: Bed.answered_name, stalled: Bed.stalled_name)
       replace_socket_lookups
@@ -286,10 +335,12 @@ class TestReplace < IgaiTest::BedTest
   # Results and errors, for names and numeric hosts, are those of the original methods.
   def test_replaced_methods_behave_like_the_originals
     names = { name: Bed.answered_name, dual: Bed.answered_name(dual: true),
-              missing: Bed.nxdomain_name }
+              missing: Bed.nxdomain_name, other: Bed.answered_name }
     result = child(<<~RUBY, **names)
       server = TCPServer.new("127.0.0.1", 0) # kept referenced: GC would close it
       port = server.addr[1]
+      bound = UDPSocket.new.tap { |socket| socket.bind("127.0.0.1", 0) } # kept referenced too
+      taken = bound.local_address.ip_port
       free_port = TCPServer.open("127.0.0.1", 0) { |probe| probe.addr[1] }
       one_at_a_time = Socket.respond_to?(:tcp_fast_fallback) ? { fast_fallback: false } : {}
       calls = {
@@ -300,9 +351,13 @@ class TestReplace < IgaiTest::BedTest
         "tcp refused numeric" => -> { TCPSocket.new("127.0.0.1", "1") },
         "tcp refused integer" => -> { TCPSocket.new(0x7f000001, 1) },
         "tcp refused nil" => -> { TCPSocket.new(nil, 1) },
+        "tcp refused empty" => -> { TCPSocket.new("", 1) },
+        "tcp refused ipv6" => -> { TCPSocket.new("::1", 1) },
+        "tcp bad ipv6" => -> { TCPSocket.new("1:2:3", 1) },
         "tcp unbindable" => -> { TCPSocket.new("localhost", 1, "10.9.9.9", nil) },
         "tcp local family" => -> { TCPSocket.new("127.0.0.1", 1, "::1", 0) },
         "tcp local port" => -> { TCPSocket.new("localhost", 1, nil, free_port) },
+        "tcp local in use" => -> { TCPSocket.new(name, port, other, port) },
         "tcp connected" => -> { TCPSocket.new(name, port).remote_address.inspect_sockaddr },
         "tcp connect_timeout" => lambda do
           TCPSocket.new(name, port, connect_timeout: 5).remote_address.inspect_sockaddr
@@ -353,6 +408,7 @@ class TestReplace < IgaiTest::BedTest
         "Socket.getaddrinfo keyword" => -> { Socket.getaddrinfo("localhost", 80, timeout: 1) },
         "udp bind unbindable" => -> { UDPSocket.new.bind("10.9.9.9", 0) },
         "udp bind nil" => -> { UDPSocket.new.bind(nil, 0) },
+        "udp bind in use" => -> { UDPSocket.new.bind(name, taken) },
         "udp connect missing" => -> { UDPSocket.new.connect(missing, 53) },
         "udp connect family" => -> { UDPSocket.new.connect("::1", 9) },
         "udp connect service" => -> { UDPSocket.new.connect("localhost", "domain") },
@@ -383,6 +439,7 @@ class TestReplace < IgaiTest::BedTest
         "Socket.getaddrinfo" => -> { Socket.getaddrinfo(stalled, 80) },
         "Addrinfo.getaddrinfo" => -> { Addrinfo.getaddrinfo(stalled, 80) },
         "Addrinfo.tcp" => -> { Addrinfo.tcp(stalled, 80) },
+        "Addrinfo.udp" => -> { Addrinfo.udp(stalled, 53) },
         "Addrinfo.ip" => -> { Addrinfo.ip(stalled) },
         "IPSocket.getaddress" => -> { IPSocket.getaddress(stalled) },
         "TCPSocket.new" => -> { TCPSocket.new(stalled, 80) },
@@ -444,7 +501,8 @@ class TestReplace < IgaiTest::BedTest
   # Resolv (excon's resolver) retries a stalled query for up to 75 s per record type; under
   # the limit a Resolv::DNS without timeouts of its own gives up as it gives up on its own.
   def test_process_wide_limit_bounds_resolv_dns_without_timeouts_of_its_own
-    names = { stalled: Bed.stalled_name, answered: Bed.answered_name, own: Bed.stalled_name }
+    names = { stalled: Bed.stalled_name, answered: Bed.answered_name, own: Bed.stalled_name,
+              partial: Bed.first_only_name }
     result = child(<<~RUBY, env: { "IGAI_TIMEOUT" => "0.3" }, **names)
       replace_socket_lookups
       dns = Resolv::DNS.new
@@ -452,6 +510,7 @@ class TestReplace < IgaiTest::BedTest
       report(
         "getaddress" => attempt { Resolv.getaddress(stalled) },
         "answered" => attempt { Resolv.getaddresses(answered) },
+        "partial" => attempt { Resolv.getaddresses(partial) },
         "own timeouts" => attempt { dns.getaddresses(own) }
       )
     RUBY
@@ -459,6 +518,10 @@ class TestReplace < IgaiTest::BedTest
                  result["getaddress"].values_at("error", "message")
     assert_operator result["getaddress"]["seconds"], :<, 1.0
     assert_equal ["127.0.0.1"].inspect, result["answered"]["value"]
+    # The first record type Resolv asks for is answered (A before Ruby 3.4, AAAA from 3.4), the
+    # other never: the address found before the limit ran out.
+    assert_includes [["127.0.0.1"].inspect, ["::1"].inspect], result["partial"]["value"], result.inspect
+    assert_operator result["partial"]["seconds"], :<, 1.0
     assert_equal "[]", result["own timeouts"]["value"]
     assert_operator result["own timeouts"]["seconds"], :>=, 0.55
   end
@@ -487,7 +550,7 @@ class TestReplace < IgaiTest::BedTest
       require "igai/replace"
       puts Igai::SocketPatches.timeout.inspect
     RUBY
-    { "0.25" => "0.25", " 2 " => "2.0", "" => "nil" }.each do |value, expected|
+    { "0.25" => "0.25", " 2 " => "2.0", "" => "nil", "  " => "nil" }.each do |value, expected|
       output, status = run_ruby(code, env: { "IGAI_TIMEOUT" => value })
       assert status.success?, output
       assert_equal expected, output.chomp, value.inspect

@@ -95,6 +95,17 @@ class TestSandbox < Minitest::Test
     assert_equal "refused: not in a private network namespace\nresolv.conf unchanged\n", stdout
   end
 
+  # Root needs no user namespace (which a host may forbid even to root); anyone else gets
+  # one, in which they are root.
+  def test_only_a_user_other_than_root_gets_a_user_namespace
+    Bed.require!(self)
+    stdout, stderr, status = in_namespaces('print File.readlink("/proc/self/ns/user"), " ", Process.euid')
+    assert status.success?, stderr
+    namespace, euid = stdout.split
+    assert_equal "0", euid
+    assert_equal Process.euid.zero?, namespace == File.readlink("/proc/self/ns/user"), namespace
+  end
+
   def test_unavailable_names_the_missing_unshare
     Dir.mktmpdir do |empty|
       stdout, status = Open3.capture2e({ "PATH" => empty }, RbConfig.ruby, "-I", LIB, "-e",

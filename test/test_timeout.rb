@@ -592,17 +592,19 @@ class TestIgaiTimeout < Minitest::Test
     end
   end
 
-  # Forks inside a timeout block (as a pre-forking server's worker might), while
-  # another thread waits in a block of its own; the child never calls timeout
-  # again. Returns what the child reported through the pipe.
-  def fork_inside_a_block(sec)
+  # Forks inside a timeout block (as a pre-forking server's worker might), once
+  # the watcher has taken the block's request, while another thread waits in a
+  # block of its own (unless +alone+); the child never calls timeout again.
+  # Returns what the child reported through the pipe.
+  def fork_inside_a_block(sec, alone: false)
     parent = Process.pid
     reader, writer = IO.pipe
-    other = Thread.new { Igai::Timeout.timeout(0.3) { sleep 5 } rescue nil }
+    other = Thread.new { Igai::Timeout.timeout(0.3) { sleep 5 } rescue nil } unless alone
     sleep 0.05 # the watcher now watches the other thread's deadline too
     start = now
     begin
       pid = Igai::Timeout.timeout(sec) do
+        sleep 0.05 # the watcher has taken this request
         Process.fork || begin
           sleep 5
           writer.write("not interrupted")
@@ -637,6 +639,16 @@ class TestIgaiTimeout < Minitest::Test
     assert_operator Float(elapsed), :>=, 0.5
     assert_operator Float(elapsed), :<, 3.0
     assert_equal 1, Integer(live), "the child should have one live watcher"
+  end
+
+  # With no other deadline pending, the child's watcher must start for the
+  # request the parent's watcher had already taken from its queue.
+  def test_forked_child_of_a_lone_timeout_is_interrupted_at_the_deadline_it_inherited
+    skip "no fork on this platform" unless Process.respond_to?(:fork)
+
+    report = fork_inside_a_block(0.5, alone: true)
+    refute_nil report, "the child hung"
+    assert_equal "expired", report.split.first, "the inherited deadline did not fire in the child"
   end
 
   def test_daemon_is_interrupted_at_the_deadline_it_inherited

@@ -184,11 +184,15 @@ module Igai
 
       # The demo proper, in the namespaces made by #run; returns the exit status.
       def inside
+        interrupted = false
         sandbox = Sandbox.new(resolver_timeout: RESOLVER_TIMEOUT,
                               comment: "igai demo: a name server that never answers")
         sandbox.inside do
           server = silent_name_server
           show
+        rescue Interrupt
+          interrupted = true
+          raise
         ensure
           server&.close
         end
@@ -196,6 +200,13 @@ module Igai
       rescue Sandbox::SetupError, SystemCallError => e
         failed!(e.message)
       rescue Interrupt
+        130
+      rescue ::Timeout::Error
+        # Ctrl-C while plain Socket.getaddrinfo blocks (before MRI 3.3 nothing interrupts it):
+        # once it returns, the standard library's Timeout (0.2, Ruby 3.1) can still raise its
+        # own error, in place of the Interrupt on its way out.
+        raise unless interrupted
+
         130
       end
 

@@ -30,14 +30,19 @@ module IgaiBed
     ZONE = "igai.test"
     ANSWER_V4 = "127.0.0.1"
     ANSWER_V6 = "::1"
+    # The second address of each family of pair-* names (both on the bed's loopback).
+    SECOND_V4 = "127.0.0.2"
+    SECOND_V6 = "fd00:16a1::1"
     TTL = 60
 
     # A decision: action is :drop (never answer), :drop_first (ignore the first query of
     # each type for the name, answer later ones), :answer_once (answer the first query of
-    # each type for the name, drop later ones) or :answer; rcode is a
+    # each type for the name, drop later ones), :answer_first (answer the name's first query,
+    # whatever its type, and drop every later one) or :answer; rcode is a
     # Resolv::DNS::RCode value; delay is in seconds; dual says whether AAAA
-    # queries get an answer.
-    Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, keyword_init: true)
+    # queries get an answer; pair gives two records of each family (adding SECOND_V4 and
+    # SECOND_V6).
+    Decision = Struct.new(:action, :rcode, :delay, :dual, :in_zone, :pair, keyword_init: true)
 
     module_function
 
@@ -70,6 +75,15 @@ module IgaiBed
         Decision.new(action: :answer_once, rcode: Resolv::DNS::RCode::NoError,
                      delay: Regexp.last_match(1).to_i / 1000.0,
                      dual: false, in_zone: true)
+      when /\Apair-/
+        # Two records of each family: ANSWER_V4, SECOND_V4; ANSWER_V6, SECOND_V6.
+        Decision.new(action: :answer, rcode: Resolv::DNS::RCode::NoError, delay: 0, dual: true,
+                     in_zone: true, pair: true)
+      when /\Afirst-/
+        # Only the first query is answered (A or AAAA, whichever comes first): a name
+        # answered in part, whichever record type a resolver asks for first.
+        Decision.new(action: :answer_first, rcode: Resolv::DNS::RCode::NoError, delay: 0, dual: true,
+                     in_zone: true)
       when /\Anx-/
         rcode_decision(Resolv::DNS::RCode::NXDomain)
       when /\Arefused-/
@@ -213,6 +227,7 @@ module IgaiBed
 
       decision = Behaviour.decide(qname.to_s)
       return nil if decision.action == :drop
+      return nil if decision.action == :answer_first && !first_time?(qname.to_s, :any)
       return nil if decision.action == :drop_first && first_time?(qname.to_s, qtype)
       return nil if decision.action == :answer_once && !first_time?(qname.to_s, qtype)
 
@@ -224,8 +239,8 @@ module IgaiBed
       end
     end
 
-    # True the first time a name is asked for with this query type (names are
-    # case-insensitive).
+    # True the first time a name is asked for with this query type (:any: with any type;
+    # names are case-insensitive).
     def first_time?(qname, qtype)
       key = [qname.downcase.chomp("."), qtype]
       @seen_lock.synchronize { @seen[key] ? false : (@seen[key] = true) }
@@ -262,8 +277,10 @@ module IgaiBed
       case qtype
       when IN::A::TypeValue
         reply.add_answer(qname, Behaviour::TTL, IN::A.new(Behaviour::ANSWER_V4))
+        reply.add_answer(qname, Behaviour::TTL, IN::A.new(Behaviour::SECOND_V4)) if decision.pair
       when IN::AAAA::TypeValue
         reply.add_answer(qname, Behaviour::TTL, IN::AAAA.new(Behaviour::ANSWER_V6)) if decision.dual
+        reply.add_answer(qname, Behaviour::TTL, IN::AAAA.new(Behaviour::SECOND_V6)) if decision.pair
       end
       # Any other type: NOERROR with no answer (NODATA).
     end

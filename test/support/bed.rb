@@ -28,6 +28,9 @@ module IgaiTest
     # What the DNS server answers for names under ZONE.
     ANSWER_V4 = "127.0.0.1"
     ANSWER_V6 = "::1"
+    # The second address of each family of pair_name.
+    SECOND_V4 = "127.0.0.2"
+    SECOND_V6 = "fd00:16a1::1"
 
     # Entries of the bed's /etc/hosts (resolved by nss "files", no DNS query).
     HOSTS_NAME = "igai-hosts-entry.example"
@@ -111,6 +114,18 @@ module IgaiTest
       # A -> 127.0.0.1; AAAA -> ::1 when dual, else no AAAA data.
       def answered_name(dual: false, zone: ZONE)
         unique_name(dual ? "dual" : "ok", zone)
+      end
+
+      # Two addresses of each family: A 127.0.0.1, SECOND_V4; AAAA ::1, SECOND_V6 (glibc
+      # sorts them ::1, SECOND_V6, 127.0.0.1, SECOND_V4).
+      def pair_name
+        unique_name("pair")
+      end
+
+      # Only the first query of the name is answered, whatever its type (A -> 127.0.0.1, or
+      # AAAA -> ::1); no later one ever is: a name answered in part.
+      def first_only_name
+        unique_name("first")
       end
 
       # The first query of each type for it is lost (never answered); later ones are

@@ -15,8 +15,9 @@ module IgaiTest
     # timeout of OWN_TIMEOUT, making a real request and returning the response's text;
     # +server+ is the kind of local server that answers it (see Servers); +needs_limit+,
     # called once the client is loaded, says whether its own timeout leaves the lookup
-    # unbounded, so that only igai/replace's process-wide limit (IGAI_TIMEOUT) bounds it.
-    Client = Struct.new(:name, :package, :libraries, :server, :needs_limit, :connect,
+    # unbounded, so that only igai/replace's process-wide limit (IGAI_TIMEOUT) bounds it;
+    # +stalled_error+ is the class of what it raises when a stalled lookup is ended.
+    Client = Struct.new(:name, :package, :libraries, :server, :needs_limit, :connect, :stalled_error,
                         keyword_init: true) do
       def load
         libraries.each { |library| require library }
@@ -40,30 +41,35 @@ module IgaiTest
 
     ALL = [
       Client.new(
-        name: "Net::HTTP", package: "ruby (net-http)", libraries: ["net/http"], server: :http,
+        name: "Net::HTTP", stalled_error: "Net::OpenTimeout",
+        package: "ruby (net-http)", libraries: ["net/http"], server: :http,
         connect: lambda do |host, port|
           Net::HTTP.start(host, port, open_timeout: T, read_timeout: 5) { |http| http.get("/").body }
         end
       ),
       Client.new(
-        name: "faraday", package: "ruby-faraday", libraries: ["faraday"], server: :http,
+        name: "faraday", stalled_error: "Faraday::ConnectionFailed",
+        package: "ruby-faraday", libraries: ["faraday"], server: :http,
         connect: lambda do |host, port|
           Faraday.new(url: URL.call(host, port), request: { open_timeout: T, timeout: 5 }).get("/").body
         end
       ),
       Client.new(
-        name: "httparty", package: "ruby-httparty", libraries: ["httparty"], server: :http,
+        name: "httparty", stalled_error: "Net::OpenTimeout",
+        package: "ruby-httparty", libraries: ["httparty"], server: :http,
         connect: ->(host, port) { HTTParty.get(URL.call(host, port), open_timeout: T, read_timeout: 5).body }
       ),
       Client.new(
-        name: "rest-client", package: "ruby-rest-client", libraries: ["rest-client"], server: :http,
+        name: "rest-client", stalled_error: "RestClient::Exceptions::OpenTimeout",
+        package: "ruby-rest-client", libraries: ["rest-client"], server: :http,
         connect: lambda do |host, port|
           RestClient::Request.execute(method: :get, url: URL.call(host, port), open_timeout: T,
                                       read_timeout: 5).body
         end
       ),
       Client.new(
-        name: "net-http-persistent", package: "ruby-net-http-persistent",
+        name: "net-http-persistent", stalled_error: "Net::OpenTimeout",
+        package: "ruby-net-http-persistent",
         libraries: ["net/http/persistent"], server: :http,
         connect: lambda do |host, port|
           Clients.closing(Net::HTTP::Persistent.new(name: "igai"), :shutdown) do |http|
@@ -74,13 +80,15 @@ module IgaiTest
         end
       ),
       Client.new(
-        name: "http.rb", package: "ruby-http", libraries: ["http"], server: :http,
+        name: "http.rb", stalled_error: "HTTP::TimeoutError",
+        package: "ruby-http", libraries: ["http"], server: :http,
         connect: lambda do |host, port|
           HTTP.timeout(connect: T, read: 5, write: 5).get(URL.call(host, port)).to_s
         end
       ),
       Client.new(
-        name: "httpclient", package: "ruby-httpclient", libraries: ["httpclient"], server: :http,
+        name: "httpclient", stalled_error: "HTTPClient::ConnectTimeoutError",
+        package: "ruby-httpclient", libraries: ["httpclient"], server: :http,
         connect: lambda do |host, port|
           client = HTTPClient.new
           client.connect_timeout = T
@@ -90,7 +98,8 @@ module IgaiTest
       ),
       Client.new(
         # Resolves with Ruby's Resolv, which Timeout could end but excon does not.
-        name: "excon", package: "ruby-excon", libraries: ["excon"], server: :http,
+        name: "excon", stalled_error: "Excon::Error::Socket",
+        package: "ruby-excon", libraries: ["excon"], server: :http,
         needs_limit: -> { true },
         connect: lambda do |host, port|
           Excon.get(URL.call(host, port), connect_timeout: T, read_timeout: 5).body
@@ -99,7 +108,8 @@ module IgaiTest
       Client.new(
         # redis 4 calls Socket.getaddrinfo, bounded only by the limit; redis 5 (redis-client)
         # calls Socket.tcp(connect_timeout:, resolv_timeout:).
-        name: "redis", package: "ruby-redis", libraries: ["redis"], server: :redis,
+        name: "redis", stalled_error: "Redis::CannotConnectError",
+        package: "ruby-redis", libraries: ["redis"], server: :redis,
         needs_limit: -> { !defined?(::RedisClient) },
         connect: lambda do |host, port|
           redis = Redis.new(host: host, port: port, connect_timeout: T, timeout: 5, reconnect_attempts: 0)
@@ -107,14 +117,16 @@ module IgaiTest
         end
       ),
       Client.new(
-        name: "dalli", package: "ruby-dalli", libraries: ["dalli"], server: :memcached,
+        name: "dalli", stalled_error: "Dalli::RingError",
+        package: "ruby-dalli", libraries: ["dalli"], server: :memcached,
         connect: lambda do |host, port|
           client = Dalli::Client.new("#{host}:#{port}", socket_timeout: T, socket_max_failures: 1)
           Clients.closing(client) { client.get("greeting") }
         end
       ),
       Client.new(
-        name: "Timeout around TCPSocket.new", package: "ruby", libraries: ["timeout"],
+        name: "Timeout around TCPSocket.new", stalled_error: "Timeout::Error",
+        package: "ruby", libraries: ["timeout"],
         server: :http,
         connect: lambda do |host, port|
           Clients.closing(Timeout.timeout(T) { TCPSocket.new(host, port) }) do |socket|

@@ -7,6 +7,12 @@ module IgaiTest
   # The gem's lib directory, for child Rubies (-I LIB).
   LIB = File.expand_path("../../lib", __dir__)
 
+  # A test run a non-interactive shell started in the background inherits SIGINT ignored and
+  # would hand that on to every child, which Ctrl-C could then not interrupt: children get
+  # the default.
+  previous = Signal.trap("INT", "DEFAULT")
+  Signal.trap("INT", previous) unless previous == "IGNORE"
+
   # Child processes for tests: every one started here is waited for with a bound, and killed
   # and reaped even when the test fails, raises or is interrupted (with its whole process
   # group, so that grandchildren it forked cannot outlive the test). Plain Ruby: usable
@@ -145,8 +151,14 @@ module IgaiTest
     # bound. Used for tests about signals, fork and process-wide state, so that the test
     # runner itself stays clean.
     def run_ruby(code, *ruby_args, timeout: 30, env: {}, &block)
-      run_command([RbConfig.ruby, "-I", LIB, *ruby_args, "-e", code], timeout: timeout, env: env,
-                  &block)
+      run_command([RbConfig.ruby, "-I", LIB, *coverage_probe, *ruby_args, "-e", code], timeout: timeout,
+                                                                                      env: env, &block)
+    end
+
+    # Under `rake coverage`'s suite runs, the probe (also in RUBYOPT, which Ruby reads after the
+    # command line) goes before any -r of ruby_args, so that the library it loads is measured.
+    def coverage_probe
+      ENV["IGAI_COVERAGE_DIR"] ? ["-r", File.expand_path("coverage.rb", __dir__)] : []
     end
   end
 end
