@@ -53,11 +53,12 @@ class TestFork < IgaiTest::BedTest
 
   FORK_SCENARIOS = File.expand_path("support/fork_scenarios.rb", __dir__)
 
-  # Runs a scenario of support/fork_scenarios.rb; returns its report.
-  def fork_scenario(*args)
+  # Runs a scenario of support/fork_scenarios.rb; asserts that no child failed or hung.
+  def assert_every_child_resolves(*args)
     output, status = run_command([RbConfig.ruby, "-I", IgaiTest::LIB, FORK_SCENARIOS, *args], timeout: 240)
     assert status.success?, output
-    JSON.parse(output.lines.last, symbolize_names: true)
+    report = JSON.parse(output.lines.last, symbolize_names: true)
+    assert_equal [0, 0], [report[:failed], report[:hung]], "children failed and hung: #{output}"
   end
 
   # A lookup thread holding one of glibc's locks at the fork (resolv.conf's, taken by every
@@ -66,15 +67,13 @@ class TestFork < IgaiTest::BedTest
   # to 40 of these 200 children never resolved. (The DNS names have two addresses, so glibc
   # also takes the __check_pf lock after the answer, to sort them.)
   def test_every_child_forked_while_threads_resolve_resolves
-    report = fork_scenario("storm", "200")
-    assert_equal [0, 0], [report[:failed], report[:hung]], report
+    assert_every_child_resolves("storm", "200")
   end
 
   # The same on a loaded machine (two busy loops beside), where a lookup thread inside a lock
   # may wait for a CPU while the main thread forks.
   def test_every_child_forked_while_threads_resolve_on_a_busy_machine_resolves
-    report = fork_scenario("storm", "200", "--busy")
-    assert_equal [0, 0], [report[:failed], report[:hung]], report
+    assert_every_child_resolves("storm", "200", "--busy")
   end
 
   # A fork during a process's very first lookup: before, the spinner limit's OnceLock could be
@@ -82,7 +81,6 @@ class TestFork < IgaiTest::BedTest
   # timeout:), and the resolv.conf lock held while the file is first parsed (1 to 14 of these
   # 80 children hung or failed).
   def test_no_child_forked_during_the_first_lookup_of_a_process_hangs_or_fails
-    report = fork_scenario("first", "80")
-    assert_equal [0, 0], [report[:failed], report[:hung]], report
+    assert_every_child_resolves("first", "80")
   end
 end

@@ -31,22 +31,25 @@ module IgaiTest
     def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
     # Resolves host with AI_ADDRCONFIG within limit seconds; true when it got an answer.
-    def resolves?(host, limit, builtin:)
+    # Says on stderr why not when `loud`.
+    def resolves?(host, limit, builtin:, loud: false)
+      start = now
       if builtin
         Timeout.timeout(limit) { Socket.getaddrinfo(host, 80, nil, :STREAM, nil, Socket::AI_ADDRCONFIG) }
       else
         Socket.interruptible_getaddrinfo(host, 80, nil, :STREAM, nil, Socket::AI_ADDRCONFIG, timeout: limit)
       end
       true
-    rescue StandardError, Timeout::Error
+    rescue StandardError, Timeout::Error => e
+      warn format("process %d: %s after %.3f s: %s: %s", $$, host, now - start, e.class, e.message) if loud
       false
     end
 
-    # Forks a child that runs the block and exits 0 when it returns true; returns the pid
-    # and how long fork took in this process.
-    def fork_child(&check)
+    # Forks a child that resolves host within limit seconds and exits 0 when it did;
+    # returns the pid and how long fork took in this process.
+    def fork_child(host, limit, builtin:)
       start = now
-      pid = fork { exit!(check.call ? 0 : 1) }
+      pid = fork { exit!(resolves?(host, limit, builtin: builtin, loud: true) ? 0 : 1) }
       [pid, now - start]
     end
 
@@ -77,7 +80,7 @@ module IgaiTest
       end
       sleep 0.2
       results = Array.new(forks) do |i|
-        pid, took = fork_child { resolves?("ok-storm-child#{i}.igai.test", 3, builtin: builtin) }
+        pid, took = fork_child("ok-storm-child#{i}.igai.test", 3, builtin: builtin)
         [verdict(pid), took]
       end
       stop = true
@@ -98,7 +101,7 @@ module IgaiTest
       end
       sleep 0.3
       results = Array.new(forks) do
-        pid, took = fork_child { resolves?("localhost", 1, builtin: builtin) }
+        pid, took = fork_child("localhost", 1, builtin: builtin)
         [verdict(pid), took]
       end
       stop = true
@@ -114,7 +117,7 @@ module IgaiTest
           Thread.new { resolves?(i.even? ? "localhost" : "ok-first#{i}.igai.test", 2, builtin: builtin) }
           delay_until = now + ((i % 20) * 0.00005)
           Thread.pass while now < delay_until
-          pid, took = fork_child { resolves?("localhost", 1, builtin: builtin) }
+          pid, took = fork_child("localhost", 1, builtin: builtin)
           writer.puts JSON.generate([verdict(pid), took])
           exit!(0)
         end
