@@ -46,6 +46,13 @@ module Igai
       end
     end
 
+    # Masks every asynchronous interrupt (Thread#raise, Thread#kill) while the
+    # bookkeeping of a call runs, so that none lands between two of its steps.
+    # Frozen and compared by identity, so that Rubies that can use it as is do
+    # not copy it on each call.
+    QUIET = { Object => :never }.compare_by_identity.freeze
+    private_constant :QUIET
+
     # One timeout being watched: which thread to interrupt, when, and with
     # what.
     class Request
@@ -59,26 +66,41 @@ module Igai
         @deadline = deadline
         @exception = exception
         @message = message
-        # Set once the request needs no more watching. The watcher checks it
-        # and fires under @lock, so a caller that has set it and then seen
-        # @lock free knows that no interruption is on its way.
+        # Set once the request needs no more watching, by the caller or by the
+        # watcher as it fires. The watcher raises @firing before it checks
+        # @done, and lowers it once done; the caller sets @done, then waits
+        # for @firing to be low. Ruby threads of a Ractor see each other's
+        # writes in order (one runs at a time), so whichever comes second
+        # sees the other's flag: either the watcher sees @done and does not
+        # fire, or the caller waits until the exception is queued for it.
         @done = false
-        @lock = Mutex.new
+        @firing = false
+        # The exception object the watcher raised in the thread, if it fired.
+        @raised = nil
       end
 
-      # Called by the caller's thread once the block has ended, before the
-      # timeout call returns. Afterwards the watcher never interrupts the
-      # thread for this request.
+      # Called by the caller's thread once the block has ended, with every
+      # interrupt masked (QUIET), before the timeout call returns; +leaving+ is
+      # the exception the block is ending with, if any. Afterwards the watcher
+      # never interrupts the thread for this request. If it did, and the block
+      # is ending with another exception, that one wins: the watcher's is
+      # taken off the thread's queue. Otherwise the watcher's exception, if
+      # still queued, is delivered as the mask is lifted, inside the timeout
+      # call (or, if the caller masks it, when the caller lifts that mask).
       #
-      # It never takes the lock itself: that works inside trap handlers
-      # (where Mutex#lock is refused), and an exception from elsewhere
-      # landing here cannot leave the lock held and the watcher stuck.
-      def finish
+      # It takes no lock: that works inside trap handlers (where Mutex#lock is
+      # refused).
+      def finish(leaving)
         @done = true
-        # The watcher holds the lock only while firing this request, having
-        # seen @done unset: wait until its exception is queued for this
-        # thread, so that it is delivered here, before the call returns.
-        Thread.pass while @lock.locked?
+        Thread.pass while @firing
+        drop(leaving) if leaving
+      end
+
+      # Called with every interrupt masked when +exception+ is leaving the
+      # timeout call: if the watcher fired and its exception is not the one
+      # leaving, makes sure it is not delivered later.
+      def drop(exception)
+        collect if @raised && !@raised.equal?(exception)
       end
 
       # Called by the watcher thread. Interrupts the thread if the deadline
@@ -91,24 +113,48 @@ module Igai
         # Written this way round so that a NaN deadline never expires.
         return false unless @deadline <= now
 
-        @lock.synchronize do
-          unless @done
-            @done = true
-            interrupt
-          end
-        end
+        # Nothing may stop the watcher between deciding to fire and firing.
+        Thread.handle_interrupt(QUIET) { fire }
         true
       end
 
       private
 
-      def interrupt
-        @thread.raise(@exception, @message)
+      def fire
+        @firing = true
+        unless @done
+          @done = true
+          @raised = build
+          @thread.raise(@raised)
+        end
+      ensure
+        @firing = false
+      end
+
+      # The exception to raise, built as Thread#raise would build it from
+      # +exception+ and +message+; if that fails (+klass+ is not an exception
+      # class, or its constructor raised, whatever it raised), the failure, to
+      # be reported to the caller rather than lose the watcher.
+      def build
+        raise TypeError, "exception class/object expected" unless @exception.respond_to?(:exception)
+
+        built = @exception.exception(@message)
+        raise TypeError, "exception object expected" unless built.is_a?(Exception)
+
+        built
       rescue Exception => e
-        # The exception could not be built: +klass+ is not an exception class,
-        # or its constructor raised, whatever it raised. Report that to the
-        # caller rather than lose the watcher.
-        @thread.raise(e)
+        e
+      end
+
+      # Takes the exception the watcher raised off this thread's queue of
+      # pending interrupts, if it is still there. The window opened for it,
+      # keyed by the object's singleton class, lets through that very object
+      # and nothing else: not another timeout's exception, nor another
+      # thread's Thread#raise of the same class.
+      def collect
+        Thread.handle_interrupt(@raised.singleton_class => :immediate) { Thread.pass }
+      rescue Exception => e
+        raise unless e.equal?(@raised)
       end
     end
     private_constant :Request
@@ -184,14 +230,34 @@ module Igai
       # Runs the block in the current thread and fiber, and makes the watcher
       # interrupt the thread with +exception+ (and +message+, see Request) if
       # the block is still running after +sec+ seconds.
+      #
+      # Every step of the bookkeeping runs with interrupts masked (QUIET), and
+      # the request is made and finished inside the region its +ensure+
+      # covers, so that an interrupt from another thread can only land in the
+      # block, or once the request is finished and its own exception
+      # delivered: never between, where it would leave a request whose
+      # deadline fires later into code that has left the block.
       def watch(sec, exception, message)
-        request = Request.new(Thread.current, now + sec, exception, message)
+        request = nil
+        ended = false
         begin
-          add(request)
-          yield sec
+          Thread.handle_interrupt(QUIET) do
+            request = Request.new(Thread.current, now + sec, exception, message)
+            add(request)
+          end
+          value = yield sec
+          ended = true
+          value
         ensure
-          request.finish
+          # Nothing before the mask: no branch, where Ruby checks interrupts.
+          Thread.handle_interrupt(QUIET) { request&.finish(ended ? nil : $!) }
         end
+      rescue Exception => e
+        # Lifting the mask delivered another thread's exception queued before
+        # the watcher's (or the block ended with one): the watcher's, if
+        # queued behind it, must not follow it out of the call.
+        Thread.handle_interrupt(QUIET) { request&.drop(e) }
+        raise
       end
 
       # Only the forking thread lives on in a forked child, and the watcher
@@ -378,10 +444,12 @@ module Igai
       begin
         limit(sec, interruption, message, &block)
       rescue ExitException => e
-        # Another (outer) timeout's exception goes on to its own call.
-        raise unless e.equal?(interruption)
+        Thread.handle_interrupt(QUIET) do
+          # Another (outer) timeout's exception goes on to its own call.
+          raise e unless e.equal?(interruption)
 
-        raise Error, message
+          raise Error, message
+        end
       end
     end
 

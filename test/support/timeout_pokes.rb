@@ -68,7 +68,11 @@ module IgaiTest
     # every +poke_every+ seconds; returns the Result.
     def self.run(seconds:, threads: 8, poke_every: 0.0005, seed: Random.new_seed)
       stop = [false]
-      workers = Array.new(threads) { |i| Thread.new(Random.new(seed + i)) { |random| work(stop, random) } }
+      # Started masked (threads inherit their creator's mask), so that no poke lands before
+      # a worker counts.
+      workers = Thread.handle_interrupt(Object => :never) do
+        Array.new(threads) { |i| Thread.new(Random.new(seed + i)) { |random| work(stop, random) } }
+      end
       poker = Thread.new(Random.new(seed)) do |random|
         until stop[0]
           victim = workers.sample(random: random)
