@@ -1,0 +1,165 @@
+# frozen_string_literal: true
+
+require "minitest/autorun"
+require "igai/timeout"
+require_relative "support/timeout_pokes"
+
+# Igai::Timeout under exceptions from other threads (Thread#raise): whatever step of a
+# call's bookkeeping one lands in, no timeout exception surfaces after the call has
+# returned or raised (issue 23).
+#
+# The deterministic tests make the interrupt land at a chosen step: a hook prepended to
+# the internal request class runs Thread.current.raise there, which, like Thread#raise from
+# another thread, is delivered at once unless interrupts are masked, and then when the
+# mask is lifted.
+class TestIgaiTimeoutInterrupts < Minitest::Test
+  # The "other thread's" exception.
+  class Poke < StandardError; end
+
+  # A klass-form timeout exception.
+  class Expired < StandardError; end
+
+  # Runs the hook the current thread set for a step of the bookkeeping, once.
+  module Hooks
+    def self.run(step)
+      hook = Thread.current[:igai_timeout_test_hooks]&.delete(step)
+      hook&.call
+    end
+  end
+
+  # The steps of Igai::Timeout's bookkeeping, with a hook before or after each.
+  module RequestHooks
+    def initialize(...)
+      super
+      Hooks.run(:registered)
+    end
+
+    def finish(...)
+      Hooks.run(:finishing)
+      super
+    end
+  end
+  Igai::Timeout.const_get(:Request).prepend(RequestHooks)
+
+  # The queue push that registers a request with the watcher.
+  module WatcherHooks
+    private
+
+    def add(request)
+      super
+      Hooks.run(:added)
+    end
+  end
+  Igai::Timeout.const_get(:Watcher).prepend(WatcherHooks)
+
+  # The identity check of the ExitException -> Error conversion.
+  module ConversionHooks
+    def equal?(other)
+      Hooks.run(:converting)
+      super
+    end
+  end
+  Igai::Timeout::ExitException.prepend(ConversionHooks)
+
+  def teardown
+    Thread.current[:igai_timeout_test_hooks] = nil
+  end
+
+  # Runs the call with +hooks+ (step => proc) set, and returns what it raised (or
+  # :returned), after waiting well past every deadline involved: nothing may arrive then.
+  def outcome_with(hooks)
+    Thread.current[:igai_timeout_test_hooks] = hooks
+    outcome = begin
+      yield
+      :returned
+    rescue Exception => e
+      e
+    end
+    late = begin
+      sleep 0.3
+      nil
+    rescue Exception => e
+      e
+    end
+    assert_nil late, "a timeout exception arrived after the call had ended with #{outcome.inspect}"
+    outcome
+  end
+
+  def poke = -> { Thread.current.raise(Poke, "poke") }
+
+  # The step's interrupt waits (masked) while the watcher fires, then the step goes on.
+  def poke_and_let_the_watcher_fire
+    lambda do
+      Thread.current.raise(Poke, "poke")
+      sleep 0.1
+    end
+  end
+
+  def test_an_interrupt_as_the_request_is_made_leaves_nothing_behind
+    outcome = outcome_with(registered: poke) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+    assert_instance_of Poke, outcome
+  end
+
+  def test_an_interrupt_as_the_request_is_registered_leaves_nothing_behind
+    outcome = outcome_with(added: poke) { Igai::Timeout.timeout(0.05) { sleep 5 } }
+    assert_instance_of Poke, outcome
+  end
+
+  def test_an_interrupt_as_the_request_is_finished_leaves_nothing_behind
+    outcome = outcome_with(finishing: poke) { Igai::Timeout.timeout(0.05) { :done } }
+    assert_instance_of Poke, outcome
+  end
+
+  def test_an_interrupt_as_the_request_is_finished_in_the_klass_form_leaves_nothing_behind
+    outcome = outcome_with(finishing: poke) { Igai::Timeout.timeout(0.05, Expired) { :done } }
+    assert_instance_of Poke, outcome
+  end
+
+  def test_an_interrupt_that_comes_before_the_watcher_fires_while_finishing_wins
+    outcome = outcome_with(finishing: poke_and_let_the_watcher_fire) { Igai::Timeout.timeout(0.02) { :done } }
+    assert_instance_of Poke, outcome
+  end
+
+  def test_an_interrupt_that_comes_before_the_watcher_fires_while_finishing_wins_in_the_klass_form
+    outcome = outcome_with(finishing: poke_and_let_the_watcher_fire) do
+      Igai::Timeout.timeout(0.02, Expired) { :done }
+    end
+    assert_instance_of Poke, outcome
+  end
+
+  def test_a_timeout_that_fires_while_the_request_is_finished_is_raised_by_the_call
+    outcome = outcome_with(finishing: -> { sleep 0.1 }) { Igai::Timeout.timeout(0.02) { :done } }
+    assert_instance_of Igai::Timeout::Error, outcome
+  end
+
+  def test_a_timeout_that_fires_while_the_request_is_finished_raises_klass_from_the_call
+    outcome = outcome_with(finishing: -> { sleep 0.1 }) { Igai::Timeout.timeout(0.02, Expired) { :done } }
+    assert_instance_of Expired, outcome
+  end
+
+  def test_an_interrupt_in_the_conversion_to_error_leaves_nothing_behind
+    outcome = outcome_with(converting: poke) { Igai::Timeout.timeout(0.02) { sleep 5 } }
+    assert_includes [Poke, Igai::Timeout::Error], outcome.class
+  end
+
+  def test_an_outer_timeout_that_fires_while_an_inner_request_is_finished_goes_to_the_outer_call
+    outcome = outcome_with(finishing: -> { sleep 0.1 }) do
+      Igai::Timeout.timeout(0.02) do
+        Igai::Timeout.timeout(5) { :inner }
+      rescue Igai::Timeout::Error
+        flunk "the inner call reported the outer timeout"
+      end
+    end
+    assert_instance_of Igai::Timeout::Error, outcome
+  end
+
+  # The reduced reproduction of issue 23, bounded: 8 threads of short timeouts, one
+  # IOError poke every 0.5 ms. Before the fix, 100-300 strays in these 5 s on MRI 3.1.2.
+  def test_no_timeout_exception_leaves_its_call_while_other_threads_raise_into_it
+    result = IgaiTest::TimeoutPokes.run(seconds: 5)
+    assert_operator result.blocks, :>, 1000, "the stress hardly ran: #{result}"
+    assert_operator result.pokes, :>, 100, "few pokes landed: #{result}"
+    assert_operator result.expired, :>, 100, "few timeouts fired: #{result}"
+    assert_equal 0, result.strays, "timeout exceptions surfaced outside their calls: #{result}"
+  end
+end
