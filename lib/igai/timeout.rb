@@ -59,12 +59,12 @@ module Igai
       # Monotonic time, in seconds, after which the thread is interrupted.
       attr_reader :deadline
 
-      # +exception+ is an exception class, raised with +message+, or an
-      # ExitException, raised as is.
-      def initialize(thread, deadline, exception, message)
+      # +klass+ is the exception class to raise with +message+, or nil for a
+      # new ExitException (made only if the timeout fires).
+      def initialize(thread, deadline, klass, message)
         @thread = thread
         @deadline = deadline
-        @exception = exception
+        @klass = klass
         @message = message
         # Set once the request needs no more watching, by the caller or by the
         # watcher as it fires. The watcher raises @firing before it checks
@@ -103,6 +103,12 @@ module Igai
         collect if @raised && !@raised.equal?(exception)
       end
 
+      # Whether +exception+ is the ExitException this request raised, which
+      # the timeout call turns into an Error.
+      def expired?(exception)
+        !@klass && exception.equal?(@raised)
+      end
+
       # Called by the watcher thread. Interrupts the thread if the deadline
       # has passed at +now+ and the block is still running. Returns true once
       # the request needs no more watching.
@@ -131,14 +137,16 @@ module Igai
         @firing = false
       end
 
-      # The exception to raise, built as Thread#raise would build it from
-      # +exception+ and +message+; if that fails (+klass+ is not an exception
-      # class, or its constructor raised, whatever it raised), the failure, to
-      # be reported to the caller rather than lose the watcher.
+      # The exception to raise: a new ExitException, or one built as
+      # Thread#raise would build it from +klass+ and +message+; if that fails
+      # (+klass+ is not an exception class, or its constructor raised,
+      # whatever it raised), the failure, to be reported to the caller rather
+      # than lose the watcher.
       def build
-        raise TypeError, "exception class/object expected" unless @exception.respond_to?(:exception)
+        return ExitException.new(@message) unless @klass
+        raise TypeError, "exception class/object expected" unless @klass.respond_to?(:exception)
 
-        built = @exception.exception(@message)
+        built = @klass.exception(@message)
         raise TypeError, "exception object expected" unless built.is_a?(Exception)
 
         built
@@ -228,8 +236,9 @@ module Igai
       end
 
       # Runs the block in the current thread and fiber, and makes the watcher
-      # interrupt the thread with +exception+ (and +message+, see Request) if
-      # the block is still running after +sec+ seconds.
+      # interrupt the thread with +klass+ and +message+ (see Request) if the
+      # block is still running after +sec+ seconds. Without +klass+, the
+      # block's ExitException leaves the call as an Error.
       #
       # Every step of the bookkeeping runs with interrupts masked (QUIET), and
       # the request is made and finished inside the region its +ensure+
@@ -237,12 +246,12 @@ module Igai
       # block, or once the request is finished and its own exception
       # delivered: never between, where it would leave a request whose
       # deadline fires later into code that has left the block.
-      def watch(sec, exception, message)
+      def watch(sec, klass, message)
         request = nil
         ended = false
         begin
           Thread.handle_interrupt(QUIET) do
-            request = Request.new(Thread.current, now + sec, exception, message)
+            request = Request.new(Thread.current, now + sec, klass, message)
             add(request)
           end
           value = yield sec
@@ -253,10 +262,14 @@ module Igai
           Thread.handle_interrupt(QUIET) { request&.finish(ended ? nil : $!) }
         end
       rescue Exception => e
-        # Lifting the mask delivered another thread's exception queued before
-        # the watcher's (or the block ended with one): the watcher's, if
-        # queued behind it, must not follow it out of the call.
-        Thread.handle_interrupt(QUIET) { request&.drop(e) }
+        Thread.handle_interrupt(QUIET) do
+          # Lifting the mask delivered another thread's exception queued
+          # before the watcher's (or the block ended with one): the
+          # watcher's, if queued behind it, must not follow it out of the call.
+          request&.drop(e)
+          # Another (outer) timeout's ExitException goes on to its own call.
+          raise Error, message if request&.expired?(e)
+        end
         raise
       end
 
@@ -430,6 +443,16 @@ module Igai
     # the call is handed over to it, with +klass+ or else the ExitException it
     # is to raise.
     #
+    # Exceptions that other threads raise into this one (Thread#raise,
+    # Thread#kill) never make the timeout fire outside the block, as they can
+    # with the timeout gem: its exception surfaces in the block or from this
+    # call, never after the call has returned or raised something else. (The
+    # one exception, as in the gem: an exception the caller itself defers, with
+    # Thread.handle_interrupt around the call, until after it.) If the block
+    # ends with another exception as the timeout fires, that exception wins.
+    # A trap handler that raises, which Thread.handle_interrupt cannot defer,
+    # is not covered while the call's own bookkeeping runs.
+    #
     # Like any timeout built on Thread#raise, this cannot bound a block that
     # rescues Exception or stalls in its +ensure+ clauses.
     def self.timeout(sec, klass = nil, message = nil, &block) # :yield: sec
@@ -438,11 +461,22 @@ module Igai
       raise ArgumentError, "Timeout sec must be a non-negative number" if 0 > sec
 
       message ||= "execution expired"
-      return limit(sec, klass, message, &block) if klass
+      scheduler = Fiber.current_scheduler
+      if scheduler.respond_to?(:timeout_after)
+        scheduled(scheduler, sec, klass, message, &block)
+      else
+        Watcher.current.watch(sec, klass, message, &block)
+      end
+    end
+
+    # Hands the call to the current fiber's scheduler, with +klass+ or else
+    # an ExitException that leaves the call as an Error.
+    def self.scheduled(scheduler, sec, klass, message, &block)
+      return scheduler.timeout_after(sec, klass, message, &block) if klass
 
       interruption = ExitException.new(message)
       begin
-        limit(sec, interruption, message, &block)
+        scheduler.timeout_after(sec, interruption, message, &block)
       rescue ExitException => e
         Thread.handle_interrupt(QUIET) do
           # Another (outer) timeout's exception goes on to its own call.
@@ -452,19 +486,7 @@ module Igai
         end
       end
     end
-
-    # Runs the block, raising +exception+ (a class, or an ExitException) with
-    # +message+ in it after +sec+ seconds: through the current fiber's
-    # scheduler when it implements +timeout_after+, else through the watcher.
-    def self.limit(sec, exception, message, &block)
-      scheduler = Fiber.current_scheduler
-      if scheduler.respond_to?(:timeout_after)
-        scheduler.timeout_after(sec, exception, message, &block)
-      else
-        Watcher.current.watch(sec, exception, message, &block)
-      end
-    end
-    private_class_method :limit
+    private_class_method :scheduled
 
     private
 
