@@ -41,6 +41,24 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   end
   Igai::Timeout.const_get(:Request).prepend(RequestHooks)
 
+  # The watcher thread's side: a hook run once as it builds the exception to raise, after
+  # it has marked the request as firing and done.
+  module FiringHooks
+    class << self
+      attr_accessor :building
+    end
+
+    private
+
+    def build
+      hook = FiringHooks.building
+      FiringHooks.building = nil
+      hook&.call
+      super
+    end
+  end
+  Igai::Timeout.const_get(:Request).prepend(FiringHooks)
+
   # The queue push that registers a request with the watcher.
   module WatcherHooks
     private
@@ -151,6 +169,46 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
       end
     end
     assert_instance_of Igai::Timeout::Error, outcome
+  end
+
+  # A child forked while the watcher fires its request has no watcher to wait for: its call
+  # must not wait for the parent's to finish firing.
+  def test_a_child_forked_while_the_watcher_fires_its_request_finishes_the_call
+    skip "no fork on this platform" unless Process.respond_to?(:fork)
+
+    firing = Thread::Queue.new
+    release = Thread::Queue.new
+    FiringHooks.building = lambda do
+      firing << true
+      release.pop
+    end
+    reader, writer = IO.pipe
+    pid = nil
+    outcome = begin
+      Igai::Timeout.timeout(0.05) do
+        firing.pop
+        pid = Process.fork
+        release << true if pid # the parent's watcher goes on
+        :returned
+      end
+    rescue Igai::Timeout::Error
+      :expired
+    end
+    if pid.nil?
+      writer.write(outcome.to_s)
+      exit!(0)
+    end
+    writer.close
+    report = nil
+    Thread.new { report = reader.read }.join(10)
+    assert_equal "returned", report, "the child's call waited for the parent's watcher"
+  ensure
+    FiringHooks.building = nil
+    if pid
+      Process.kill(:KILL, pid) unless report
+      Process.wait(pid)
+    end
+    [reader, writer].each { |io| io&.close unless io&.closed? }
   end
 
   # The reduced reproduction of issue 23, bounded: 8 threads of short timeouts, one

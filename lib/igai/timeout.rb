@@ -67,14 +67,16 @@ module Igai
         @klass = klass
         @message = message
         # Set once the request needs no more watching, by the caller or by the
-        # watcher as it fires. The watcher raises @firing before it checks
-        # @done, and lowers it once done; the caller sets @done, then waits
-        # for @firing to be low. Ruby threads of a Ractor see each other's
-        # writes in order (one runs at a time), so whichever comes second
-        # sees the other's flag: either the watcher sees @done and does not
-        # fire, or the caller waits until the exception is queued for it.
+        # watcher as it fires. The watcher sets @firing (to itself) before it
+        # checks @done, and clears it once done; the caller sets @done, then
+        # waits for @firing to be clear. Ruby threads of a Ractor see each
+        # other's writes in order (one runs at a time), so whichever comes
+        # second sees the other's mark: either the watcher sees @done and
+        # does not fire, or the caller waits until the exception is queued
+        # for it. (A watcher that did not survive a fork made while it fired
+        # is not waited for.)
         @done = false
-        @firing = false
+        @firing = nil
         # The exception object the watcher raised in the thread, if it fired.
         @raised = nil
       end
@@ -92,7 +94,7 @@ module Igai
       # refused).
       def finish(leaving)
         @done = true
-        Thread.pass while @firing
+        Thread.pass while @firing&.alive?
         drop(leaving) if leaving
       end
 
@@ -127,14 +129,14 @@ module Igai
       private
 
       def fire
-        @firing = true
+        @firing = Thread.current
         unless @done
           @done = true
           @raised = build
           @thread.raise(@raised)
         end
       ensure
-        @firing = false
+        @firing = nil
       end
 
       # The exception to raise: a new ExitException, or one built as
