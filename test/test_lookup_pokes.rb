@@ -50,27 +50,20 @@ class TestLookupPokes < IgaiTest::BedTest
     end
     counts = Hash.new(0)
     lock = Mutex.new
+    # Runs the body open to interrupts; counts in mine the poke or stray that ends it.
+    open_to_pokes = lambda do |mine, &body|
+      Thread.handle_interrupt(Object => :immediate, &body)
+    rescue IOError
+      mine[:pokes] += 1
+    rescue Exception => e
+      mine[:strays] += 1
+      mine["stray #{e.class}: #{e.message}"] += 1
+    end
     work = lambda do |random|
       mine = Hash.new(0)
       Thread.handle_interrupt(Object => :never) do
-        until stop
-          begin
-            Thread.handle_interrupt(Object => :immediate) { mine[lookup[random]] += 1 }
-          rescue IOError
-            mine[:pokes] += 1
-          rescue Exception => e
-            mine[:strays] += 1
-            mine["stray #{e.class}: #{e.message}"] += 1
-          end
-        end
-        begin
-          Thread.handle_interrupt(Object => :immediate) { sleep 0.2 }
-        rescue IOError
-          mine[:pokes] += 1
-        rescue Exception => e
-          mine[:strays] += 1
-          mine["stray #{e.class}: #{e.message}"] += 1
-        end
+        open_to_pokes.call(mine) { mine[lookup[random]] += 1 } until stop
+        open_to_pokes.call(mine) { sleep 0.2 }
       end
       lock.synchronize { mine.each { |key, value| counts[key] += value } }
     end
