@@ -19,11 +19,12 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   # A klass-form timeout exception.
   class Expired < StandardError; end
 
-  # Runs the hook the current thread set for a step of the bookkeeping, once.
+  # Runs the hook the current thread set for a step of the bookkeeping, once, with the
+  # object at hand (the request, or the exception being converted).
   module Hooks
-    def self.run(step)
+    def self.run(step, subject)
       hook = Thread.current[:igai_timeout_test_hooks]&.delete(step)
-      hook&.call
+      hook&.call(subject)
     end
   end
 
@@ -31,11 +32,11 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   module RequestHooks
     def initialize(...)
       super
-      Hooks.run(:registered)
+      Hooks.run(:registered, self)
     end
 
     def finish(...)
-      Hooks.run(:finishing)
+      Hooks.run(:finishing, self)
       super
     end
   end
@@ -65,7 +66,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
 
     def add(request)
       super
-      Hooks.run(:added)
+      Hooks.run(:added, request)
     end
   end
   Igai::Timeout.const_get(:Watcher).prepend(WatcherHooks)
@@ -73,7 +74,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   # The identity check of the ExitException -> Error conversion.
   module ConversionHooks
     def equal?(other)
-      Hooks.run(:converting)
+      Hooks.run(:converting, self)
       super
     end
   end
@@ -103,13 +104,22 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     outcome
   end
 
-  def poke = -> { Thread.current.raise(Poke, "poke") }
+  def poke = ->(_) { Thread.current.raise(Poke, "poke") }
+
+  # Waits until the watcher has fired +request+ (its exception then waits, masked, for the
+  # step to end), at most 10 s. (Thread.pending_interrupt?(klass) crashes MRI 3.1.)
+  def wait_until_fired(request)
+    give_up = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+    sleep 0.005 until request.instance_variable_get(:@raised) || Process.clock_gettime(Process::CLOCK_MONOTONIC) > give_up
+  end
+
+  def let_the_watcher_fire = ->(request) { wait_until_fired(request) }
 
   # The step's interrupt waits (masked) while the watcher fires, then the step goes on.
   def poke_and_let_the_watcher_fire
-    lambda do
+    lambda do |request|
       Thread.current.raise(Poke, "poke")
-      sleep 0.1
+      wait_until_fired(request)
     end
   end
 
@@ -146,12 +156,12 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   end
 
   def test_a_timeout_that_fires_while_the_request_is_finished_is_raised_by_the_call
-    outcome = outcome_with(finishing: -> { sleep 0.1 }) { Igai::Timeout.timeout(0.02) { :done } }
+    outcome = outcome_with(finishing: let_the_watcher_fire) { Igai::Timeout.timeout(0.02) { :done } }
     assert_instance_of Igai::Timeout::Error, outcome
   end
 
   def test_a_timeout_that_fires_while_the_request_is_finished_raises_klass_from_the_call
-    outcome = outcome_with(finishing: -> { sleep 0.1 }) { Igai::Timeout.timeout(0.02, Expired) { :done } }
+    outcome = outcome_with(finishing: let_the_watcher_fire) { Igai::Timeout.timeout(0.02, Expired) { :done } }
     assert_instance_of Expired, outcome
   end
 
@@ -161,7 +171,9 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   end
 
   def test_an_outer_timeout_that_fires_while_an_inner_request_is_finished_goes_to_the_outer_call
-    outcome = outcome_with(finishing: -> { sleep 0.1 }) do
+    outer = nil
+    hooks = { registered: ->(request) { outer = request }, finishing: ->(_) { wait_until_fired(outer) } }
+    outcome = outcome_with(hooks) do
       Igai::Timeout.timeout(0.02) do
         Igai::Timeout.timeout(5) { :inner }
       rescue Igai::Timeout::Error
@@ -183,6 +195,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
       release.pop
     end
     reader, writer = IO.pipe
+    parent = Process.pid
     pid = nil
     outcome = begin
       Igai::Timeout.timeout(0.05) do
@@ -194,7 +207,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     rescue Igai::Timeout::Error
       :expired
     end
-    if pid.nil?
+    if Process.pid != parent
       writer.write(outcome.to_s)
       exit!(0)
     end
