@@ -224,6 +224,25 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     [reader, writer].each { |io| io&.close unless io&.closed? }
   end
 
+  # Someone's Thread#raise on every thread reaches the watcher too: it must keep serving,
+  # and no deadline it was given may be lost.
+  def test_exceptions_raised_into_the_watcher_neither_stop_it_nor_lose_a_deadline
+    Igai::Timeout.timeout(1) {} # the watcher exists
+    watcher = Thread.list.find { |thread| thread.name == "Igai::Timeout watcher" }
+    poker = Thread.new do
+      200.times do
+        watcher.raise(IOError, "poke")
+        sleep 0.001
+      end
+    end
+    start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    assert_raises(Igai::Timeout::Error) { Igai::Timeout.timeout(0.1) { sleep 5 } }
+    took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
+    poker.join
+    assert watcher.alive?, "the watcher died"
+    assert_operator took, :<, 3.0, "the deadline fired late"
+  end
+
   # The reduced reproduction of issue 23, bounded: 8 threads of short timeouts, one
   # IOError poke every 0.5 ms. Before the fix, 100-300 strays in these 5 s on MRI 3.1.2.
   def test_no_timeout_exception_leaves_its_call_while_other_threads_raise_into_it

@@ -121,8 +121,7 @@ module Igai
         # Written this way round so that a NaN deadline never expires.
         return false unless @deadline <= now
 
-        # Nothing may stop the watcher between deciding to fire and firing.
-        Thread.handle_interrupt(QUIET) { fire }
+        fire
         true
       end
 
@@ -338,13 +337,23 @@ module Igai
         !defined?(Ractor.main?) || Ractor.main?
       end
 
-      # The body of the watcher thread.
+      # The body of the watcher thread. Interrupts from other threads reach
+      # it only while it sleeps, never between taking a request off the queue
+      # and keeping it, or between deciding to fire and firing. There an
+      # exception raised into it (someone's Thread#raise on every thread) is
+      # dropped, since the thread serves everyone; Thread#kill ends it.
       def serve
-        loop do
-          @pending << @queue.pop until @queue.empty?
-          time = now
-          @pending.reject! { |request| request.expire(time) }
-          sleep_until(earliest_deadline)
+        Thread.handle_interrupt(QUIET) do
+          loop do
+            @pending << @queue.pop until @queue.empty?
+            time = now
+            @pending.reject! { |request| request.expire(time) }
+            begin
+              Thread.handle_interrupt(Object => :immediate) { sleep_until(earliest_deadline) }
+            rescue Exception
+              # not meant for the watcher: serve on
+            end
+          end
         end
       end
 
