@@ -46,39 +46,69 @@ module Igai
       end
     end
 
+    # Masks every asynchronous interrupt (Thread#raise, Thread#kill) while the
+    # bookkeeping of a call runs, so that none lands between two of its steps.
+    # Frozen and compared by identity, so that Rubies that can use it as is do
+    # not copy it on each call.
+    QUIET = { Object => :never }.compare_by_identity.freeze
+    private_constant :QUIET
+
     # One timeout being watched: which thread to interrupt, when, and with
     # what.
     class Request
       # Monotonic time, in seconds, after which the thread is interrupted.
       attr_reader :deadline
 
-      # +exception+ is an exception class, raised with +message+, or an
-      # ExitException, raised as is.
-      def initialize(thread, deadline, exception, message)
+      # +klass+ is the exception class to raise with +message+, or nil for a
+      # new ExitException (made only if the timeout fires).
+      def initialize(thread, deadline, klass, message)
         @thread = thread
         @deadline = deadline
-        @exception = exception
+        @klass = klass
         @message = message
-        # Set once the request needs no more watching. The watcher checks it
-        # and fires under @lock, so a caller that has set it and then seen
-        # @lock free knows that no interruption is on its way.
+        # Set once the request needs no more watching, by the caller or by the
+        # watcher as it fires. The watcher sets @firing (to itself) before it
+        # checks @done, and clears it once done; the caller sets @done, then
+        # waits for @firing to be clear. Ruby threads of a Ractor see each
+        # other's writes in order (one runs at a time), so whichever comes
+        # second sees the other's mark: either the watcher sees @done and
+        # does not fire, or the caller waits until the exception is queued
+        # for it. (A watcher that did not survive a fork made while it fired
+        # is not waited for.)
         @done = false
-        @lock = Mutex.new
+        @firing = nil
+        # The exception object the watcher raised in the thread, if it fired.
+        @raised = nil
       end
 
-      # Called by the caller's thread once the block has ended, before the
-      # timeout call returns. Afterwards the watcher never interrupts the
-      # thread for this request.
+      # Called by the caller's thread once the block has ended, with every
+      # interrupt masked (QUIET), before the timeout call returns; +leaving+ is
+      # the exception the block is ending with, if any. Afterwards the watcher
+      # never interrupts the thread for this request. If it did, and the block
+      # is ending with another exception, that one wins: the watcher's is
+      # taken off the thread's queue. Otherwise the watcher's exception, if
+      # still queued, is delivered as the mask is lifted, inside the timeout
+      # call (or, if the caller masks it, when the caller lifts that mask).
       #
-      # It never takes the lock itself: that works inside trap handlers
-      # (where Mutex#lock is refused), and an exception from elsewhere
-      # landing here cannot leave the lock held and the watcher stuck.
-      def finish
+      # It takes no lock: that works inside trap handlers (where Mutex#lock is
+      # refused).
+      def finish(leaving)
         @done = true
-        # The watcher holds the lock only while firing this request, having
-        # seen @done unset: wait until its exception is queued for this
-        # thread, so that it is delivered here, before the call returns.
-        Thread.pass while @lock.locked?
+        Thread.pass while @firing&.alive?
+        drop(leaving) if leaving
+      end
+
+      # Called with every interrupt masked when +exception+ is leaving the
+      # timeout call: if the watcher fired and its exception is not the one
+      # leaving, makes sure it is not delivered later.
+      def drop(exception)
+        collect if @raised && !@raised.equal?(exception)
+      end
+
+      # Whether +exception+ is the ExitException this request raised, which
+      # the timeout call turns into an Error.
+      def expired?(exception)
+        !@klass && exception.equal?(@raised)
       end
 
       # Called by the watcher thread. Interrupts the thread if the deadline
@@ -91,24 +121,49 @@ module Igai
         # Written this way round so that a NaN deadline never expires.
         return false unless @deadline <= now
 
-        @lock.synchronize do
-          unless @done
-            @done = true
-            interrupt
-          end
-        end
+        fire
         true
       end
 
       private
 
-      def interrupt
-        @thread.raise(@exception, @message)
+      def fire
+        @firing = Thread.current
+        unless @done
+          @done = true
+          @raised = build
+          @thread.raise(@raised)
+        end
+      ensure
+        @firing = nil
+      end
+
+      # The exception to raise: a new ExitException, or one built as
+      # Thread#raise would build it from +klass+ and +message+; if that fails
+      # (+klass+ is not an exception class, or its constructor raised,
+      # whatever it raised), the failure, to be reported to the caller rather
+      # than lose the watcher.
+      def build
+        return ExitException.new(@message) unless @klass
+        raise TypeError, "exception class/object expected" unless @klass.respond_to?(:exception)
+
+        built = @klass.exception(@message)
+        raise TypeError, "exception object expected" unless built.is_a?(Exception)
+
+        built
       rescue Exception => e
-        # The exception could not be built: +klass+ is not an exception class,
-        # or its constructor raised, whatever it raised. Report that to the
-        # caller rather than lose the watcher.
-        @thread.raise(e)
+        e
+      end
+
+      # Takes the exception the watcher raised off this thread's queue of
+      # pending interrupts, if it is still there. The window opened for it,
+      # keyed by the object's singleton class, lets through that very object
+      # and nothing else: not another timeout's exception, nor another
+      # thread's Thread#raise of the same class.
+      def collect
+        Thread.handle_interrupt(@raised.singleton_class => :immediate) { Thread.pass }
+      rescue Exception => e
+        raise unless e.equal?(@raised)
       end
     end
     private_constant :Request
@@ -182,16 +237,41 @@ module Igai
       end
 
       # Runs the block in the current thread and fiber, and makes the watcher
-      # interrupt the thread with +exception+ (and +message+, see Request) if
-      # the block is still running after +sec+ seconds.
-      def watch(sec, exception, message)
-        request = Request.new(Thread.current, now + sec, exception, message)
+      # interrupt the thread with +klass+ and +message+ (see Request) if the
+      # block is still running after +sec+ seconds. Without +klass+, the
+      # block's ExitException leaves the call as an Error.
+      #
+      # Every step of the bookkeeping runs with interrupts masked (QUIET), and
+      # the request is made and finished inside the region its +ensure+
+      # covers, so that an interrupt from another thread can only land in the
+      # block, or once the request is finished and its own exception
+      # delivered: never between, where it would leave a request whose
+      # deadline fires later into code that has left the block.
+      def watch(sec, klass, message)
+        request = nil
+        ended = false
         begin
-          add(request)
-          yield sec
+          Thread.handle_interrupt(QUIET) do
+            request = Request.new(Thread.current, now + sec, klass, message)
+            add(request)
+          end
+          value = yield sec
+          ended = true
+          value
         ensure
-          request.finish
+          # Nothing before the mask: no branch, where Ruby checks interrupts.
+          Thread.handle_interrupt(QUIET) { request&.finish(ended ? nil : $!) }
         end
+      rescue Exception => e
+        Thread.handle_interrupt(QUIET) do
+          # Lifting the mask delivered another thread's exception queued
+          # before the watcher's (or the block ended with one): the
+          # watcher's, if queued behind it, must not follow it out of the call.
+          request&.drop(e)
+          # Another (outer) timeout's ExitException goes on to its own call.
+          raise Error, message if request&.expired?(e)
+        end
+        raise
       end
 
       # Only the forking thread lives on in a forked child, and the watcher
@@ -257,13 +337,23 @@ module Igai
         !defined?(Ractor.main?) || Ractor.main?
       end
 
-      # The body of the watcher thread.
+      # The body of the watcher thread. Interrupts from other threads reach
+      # it only while it sleeps, never between taking a request off the queue
+      # and keeping it, or between deciding to fire and firing. There an
+      # exception raised into it (someone's Thread#raise on every thread) is
+      # dropped, since the thread serves everyone; Thread#kill ends it.
       def serve
-        loop do
-          @pending << @queue.pop until @queue.empty?
-          time = now
-          @pending.reject! { |request| request.expire(time) }
-          sleep_until(earliest_deadline)
+        Thread.handle_interrupt(QUIET) do
+          loop do
+            @pending << @queue.pop until @queue.empty?
+            time = now
+            @pending.reject! { |request| request.expire(time) }
+            begin
+              Thread.handle_interrupt(Object => :immediate) { sleep_until(earliest_deadline) }
+            rescue Exception
+              # not meant for the watcher: serve on
+            end
+          end
         end
       end
 
@@ -364,6 +454,16 @@ module Igai
     # the call is handed over to it, with +klass+ or else the ExitException it
     # is to raise.
     #
+    # Exceptions that other threads raise into this one (Thread#raise,
+    # Thread#kill) never make the timeout fire outside the block, as they can
+    # with the timeout gem: its exception surfaces in the block or from this
+    # call, never after the call has returned or raised something else. (The
+    # one exception, as in the gem: an exception the caller itself defers, with
+    # Thread.handle_interrupt around the call, until after it.) If the block
+    # ends with another exception as the timeout fires, that exception wins.
+    # A trap handler that raises, which Thread.handle_interrupt cannot defer,
+    # is not covered while the call's own bookkeeping runs.
+    #
     # Like any timeout built on Thread#raise, this cannot bound a block that
     # rescues Exception or stalls in its +ensure+ clauses.
     def self.timeout(sec, klass = nil, message = nil, &block) # :yield: sec
@@ -372,31 +472,32 @@ module Igai
       raise ArgumentError, "Timeout sec must be a non-negative number" if 0 > sec
 
       message ||= "execution expired"
-      return limit(sec, klass, message, &block) if klass
+      scheduler = Fiber.current_scheduler
+      if scheduler.respond_to?(:timeout_after)
+        scheduled(scheduler, sec, klass, message, &block)
+      else
+        Watcher.current.watch(sec, klass, message, &block)
+      end
+    end
+
+    # Hands the call to the current fiber's scheduler, with +klass+ or else
+    # an ExitException that leaves the call as an Error.
+    def self.scheduled(scheduler, sec, klass, message, &block)
+      return scheduler.timeout_after(sec, klass, message, &block) if klass
 
       interruption = ExitException.new(message)
       begin
-        limit(sec, interruption, message, &block)
+        scheduler.timeout_after(sec, interruption, message, &block)
       rescue ExitException => e
-        # Another (outer) timeout's exception goes on to its own call.
-        raise unless e.equal?(interruption)
+        Thread.handle_interrupt(QUIET) do
+          # Another (outer) timeout's exception goes on to its own call.
+          raise e unless e.equal?(interruption)
 
-        raise Error, message
+          raise Error, message
+        end
       end
     end
-
-    # Runs the block, raising +exception+ (a class, or an ExitException) with
-    # +message+ in it after +sec+ seconds: through the current fiber's
-    # scheduler when it implements +timeout_after+, else through the watcher.
-    def self.limit(sec, exception, message, &block)
-      scheduler = Fiber.current_scheduler
-      if scheduler.respond_to?(:timeout_after)
-        scheduler.timeout_after(sec, exception, message, &block)
-      else
-        Watcher.current.watch(sec, exception, message, &block)
-      end
-    end
-    private_class_method :limit
+    private_class_method :scheduled
 
     private
 
