@@ -233,7 +233,7 @@ same = "/behave_like_the_originals/"
 
   # --- Igai::Timeout (few, on behaviour; see the note above) -----------------------------------
   { id: "timeout-fires-late", file: "lib/igai/timeout.rb",
-    from: "now + sec, exception, message)", to: "now + sec + 0.5, exception, message)",
+    from: "now + sec, klass, message)", to: "now + sec + 0.5, klass, message)",
     tests: ["test/test_timeout.rb"], only: "/fires_on_time/",
     description: "Igai::Timeout fires 0.5 s after its deadline" },
   { id: "timeout-zero-expires", file: "lib/igai/timeout.rb",
@@ -241,11 +241,11 @@ same = "/behave_like_the_originals/"
     tests: ["test/test_timeout.rb"], only: "/nil_or_zero/",
     description: "a zero timeout expires at once instead of meaning no limit" },
   { id: "timeout-klass-ignored", file: "lib/igai/timeout.rb",
-    from: "return limit(sec, klass, message, &block) if klass", to: "klass = nil",
+    from: "@klass = klass", to: "@klass = nil",
     tests: ["test/test_timeout.rb"], only: "/klass/",
     description: "the klass form raises Igai::Timeout::Error instead of klass" },
   { id: "timeout-outer-caught-by-inner", file: "lib/igai/timeout.rb",
-    from: "raise unless e.equal?(interruption)", to: "nil",
+    from: "!@klass && exception.equal?(@raised)", to: "!@klass && exception.is_a?(ExitException)",
     tests: ["test/test_timeout.rb"], only: "/nested|outer|inner/",
     description: "an inner call reports an outer timeout as its own" },
   { id: "timeout-waits-for-latest-deadline", file: "lib/igai/timeout.rb",
