@@ -10,6 +10,7 @@
 
 pub mod addrinfo;
 pub mod nameinfo;
+pub mod policy;
 pub mod pool;
 pub mod query;
 pub mod resolver;
