@@ -21,13 +21,16 @@
 //! 2. **A zone that answers is not dead.** Every lookup belongs to a zone (a DNS zone for the
 //!    resolver, see [`crate::zone`]; here only a name) and a sub-zone within it. A zone is
 //!    *dead* while it holds `max_stuck_per_zone` stuck lookups begun since its last answer
-//!    (a lookup that returned, or, for the resolver, returned anything but a timeout). A dead
-//!    zone starts new lookups only as *probes*: at most `max_stuck_per_zone` probes at once,
-//!    one per sub-zone. A probe that is answered re-opens the zone at once (the stuck lookups
-//!    began before that answer and no longer count); one that stalls keeps its sub-zone's
-//!    further jobs waiting until it ends. So a dead zone gains at most `max_stuck_per_zone`
-//!    threads, and a live zone (a stalled sub-zone of a live domain, a service whose one packet
-//!    was lost) is re-opened by its first healthy name.
+//!    (a lookup that returned, or, for the resolver, returned anything but a timeout). While a
+//!    zone holds a stuck lookup, the first lookup of each sub-zone to start is that sub-zone's
+//!    *probe*, until it ends. A dead zone starts new lookups only as probes: in a sub-zone
+//!    without one, at most `max_stuck_per_zone` probes at once. A probe that is answered
+//!    re-opens the zone at once (the stuck lookups began before that answer and no longer
+//!    count); one that stalls keeps its sub-zone's further jobs waiting until it ends. So a
+//!    dead zone met by abandoned lookups holds `max_stuck_per_zone` threads (the second was
+//!    its probe), one met by callers that wait holds those that started before it stalled and
+//!    one probe, and a live zone (a stalled sub-zone of a live domain, a service whose one
+//!    packet was lost) is re-opened by its first healthy name.
 //! 3. **Healthy zones come first.** Zones with queued jobs they may start take turns (round
 //!    robin, each in FIFO order), but a zone holding no stuck lookup goes before the zones that
 //!    hold some: a stream of new dead zones cannot take the workers freed for a healthy name.
@@ -268,7 +271,8 @@ impl Policy {
                 self.refresh(&name);
                 continue;
             };
-            let probe = zone.dead;
+            // While the zone holds a stuck lookup, the first lookup of each sub-zone probes it.
+            let probe = zone.stuck > 0 && !zone.probes.contains(&sub_zone);
             if probe {
                 zone.probes.push(Arc::clone(&sub_zone));
             }
@@ -501,20 +505,20 @@ mod tests {
             assert_eq!(policy.start(now), Some(id));
             policy.abandon(id);
         }
+        // The second was a's probe: the zone is dead and a holds a probe.
         assert_eq!(counts(&policy), (0, 0, 2, 2, 1));
-        // Two more of sub-zone a, one of b: one probe of a, then b's; a's second waits.
+        // Two more of sub-zone a wait; one of b probes.
         queue(&mut policy, 3, "z", "a.z");
         queue(&mut policy, 4, "z", "a.z");
         queue(&mut policy, 5, "z", "b.z");
         assert_eq!(counts(&policy), (1, 2, 2, 2, 1));
-        assert_eq!(policy.start(now), Some(3));
         assert_eq!(policy.start(now), Some(5));
         assert_eq!(policy.start(now), None);
-        assert_eq!(counts(&policy), (0, 1, 4, 2, 1));
-        // b's probe is answered: the zone re-opens and a's waiting job may start.
+        assert_eq!(counts(&policy), (0, 2, 3, 2, 1));
+        // b's probe is answered: the zone re-opens and a's waiting jobs may start.
         policy.end(5, true);
-        assert_eq!(counts(&policy), (1, 0, 3, 2, 0));
-        assert_eq!(policy.start(now), Some(4));
+        assert_eq!(counts(&policy), (2, 0, 2, 2, 0));
+        assert_eq!(policy.start(now), Some(3));
     }
 
     #[test]
