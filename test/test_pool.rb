@@ -480,10 +480,10 @@ class TestPool < IgaiTest::BedTest
       $stdout.flush
       exit!(0)
     RUBY
-    assert_equal 120, report[:waiting]
     # The first healthy lookup may wait for the threshold; the others go at once.
     assert_operator report[:after].max, :<, 0.5 + 1.0, report.inspect
     assert_operator median(report[:after]), :<, median(report[:before]) + 0.05, report.inspect
+    assert_equal 120, report[:waiting], "every caller still waits"
     assert_equal 2, report[:stats][:stuck_zones]
     assert_operator report[:lookup_threads], :<=, report[:cap] + 4, report.inspect
   end
