@@ -486,6 +486,13 @@ mod tests {
         policy.enqueue(id, &name(zone), name(sub));
     }
 
+    /// Queues job `id` in `zone`, sub-zone `sub`, starts it (it must be next) and abandons it.
+    fn abandoned(policy: &mut Policy, id: JobId, zone: &str, sub: &str) {
+        queue(policy, id, zone, sub);
+        assert_eq!(policy.start(Instant::now()), Some(id));
+        policy.abandon(id);
+    }
+
     fn counts(policy: &Policy) -> (usize, usize, usize, usize, usize) {
         (
             policy.ready_jobs(),
@@ -501,9 +508,7 @@ mod tests {
         let now = Instant::now();
         let mut policy = Policy::new(2);
         for id in 1..=2 {
-            queue(&mut policy, id, "z", "a.z");
-            assert_eq!(policy.start(now), Some(id));
-            policy.abandon(id);
+            abandoned(&mut policy, id, "z", "a.z");
         }
         // The second was a's probe: the zone is dead and a holds a probe.
         assert_eq!(counts(&policy), (0, 0, 2, 2, 1));
@@ -525,9 +530,7 @@ mod tests {
     fn probes_are_at_most_max_stuck_at_once() {
         let now = Instant::now();
         let mut policy = Policy::new(1);
-        queue(&mut policy, 1, "z", "a");
-        policy.start(now);
-        policy.abandon(1);
+        abandoned(&mut policy, 1, "z", "a");
         queue(&mut policy, 2, "z", "b");
         queue(&mut policy, 3, "z", "c");
         assert_eq!(policy.start(now), Some(2));
@@ -567,12 +570,9 @@ mod tests {
 
     #[test]
     fn threads_never_exceed_the_ceiling_and_surplus_counts_like_capacity() {
-        let now = Instant::now();
         let mut policy = Policy::new(100);
         for id in 0..10 {
-            queue(&mut policy, id, "z", "z");
-            policy.start(now);
-            policy.abandon(id);
+            abandoned(&mut policy, id, "z", "z");
         }
         assert!(policy.may_add_thread(11, 3), "ten stuck, one fresh");
         assert!(
@@ -590,9 +590,7 @@ mod tests {
     fn a_zone_without_stuck_lookups_takes_its_turn_before_zones_with_some() {
         let now = Instant::now();
         let mut policy = Policy::new(5);
-        queue(&mut policy, 1, "dead", "dead");
-        policy.start(now);
-        policy.abandon(1);
+        abandoned(&mut policy, 1, "dead", "dead");
         queue(&mut policy, 2, "dead", "dead");
         queue(&mut policy, 3, "other-dead", "other-dead");
         queue(&mut policy, 4, "ok", "ok");
@@ -624,11 +622,8 @@ mod tests {
 
     #[test]
     fn withdrawing_and_draining_keep_the_counts() {
-        let now = Instant::now();
         let mut policy = Policy::new(1);
-        queue(&mut policy, 1, "z", "z");
-        policy.start(now);
-        policy.abandon(1);
+        abandoned(&mut policy, 1, "z", "z");
         queue(&mut policy, 2, "z", "z");
         queue(&mut policy, 3, "y", "y");
         assert!(policy.withdraw(3, &name("y")));
@@ -646,11 +641,8 @@ mod tests {
 
     #[test]
     fn raising_the_limit_revives_a_dead_zone() {
-        let now = Instant::now();
         let mut policy = Policy::new(1);
-        queue(&mut policy, 1, "z", "z");
-        policy.start(now);
-        policy.abandon(1);
+        abandoned(&mut policy, 1, "z", "z");
         policy.abandon(1);
         assert_eq!(policy.abandoned(), 1, "abandoned once");
         queue(&mut policy, 2, "z", "z");
