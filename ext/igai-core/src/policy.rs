@@ -28,8 +28,9 @@
 //!    re-opens the zone at once (the stuck lookups began before that answer and no longer
 //!    count); one that stalls keeps its sub-zone's further jobs waiting until it ends. So a
 //!    dead zone met by abandoned lookups holds `max_stuck_per_zone` threads (the second was
-//!    its probe), one met by callers that wait holds those that started before it stalled and
-//!    one probe, and a live zone (a stalled sub-zone of a live domain, a service whose one
+//!    its probe); one met by callers that wait holds those that started before it stalled, up
+//!    to `max_stuck_per_zone - 1` more started while fewer of them had crossed the threshold,
+//!    and one probe per sub-zone; and a live zone (a stalled sub-zone of a live domain, a service whose one
 //!    packet was lost) is re-opened by its first healthy name.
 //! 3. **Healthy zones come first.** Zones with queued jobs they may start take turns (round
 //!    robin, each in FIFO order), but a zone holding no stuck lookup goes before the zones that
