@@ -666,6 +666,32 @@ mod tests {
             policy.end(id, true);
         }
         assert!(policy.by_start.len() <= 66, "{}", policy.by_start.len());
+        // The long lookup's entry survived every clean-up: it still stalls.
+        assert!(policy.note_stalls(now + Duration::from_secs(3600)));
+        assert_eq!(policy.stuck(), 1);
+    }
+
+    #[test]
+    fn a_lookup_ending_leaves_the_start_entry_of_an_older_one() {
+        let now = Instant::now();
+        let mut policy = Policy::new(2);
+        policy.set_stall_after(Duration::from_millis(100));
+        queue(&mut policy, 1, "z", "z");
+        queue(&mut policy, 2, "z", "z");
+        policy.start(now);
+        policy.start(now);
+        policy.end(2, true);
+        assert!(policy.note_stalls(now + Duration::from_millis(100)));
+        assert_eq!(policy.stuck(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_lookup_that_ends_leaves_its_zones_list_of_abandoned_ones() {
+        let mut policy = Policy::new(5);
+        abandoned(&mut policy, 1, "z", "z");
+        abandoned(&mut policy, 2, "z", "z");
+        policy.end(1, false);
+        assert_eq!(policy.abandoned_by_zone(), [("z".to_owned(), 1)]);
     }
 
     #[test]
