@@ -27,11 +27,11 @@
 //!    without one, at most `max_stuck_per_zone` probes at once. A probe that is answered
 //!    re-opens the zone at once (the stuck lookups began before that answer and no longer
 //!    count); one that stalls keeps its sub-zone's further jobs waiting until it ends. So a
-//!    dead zone met by abandoned lookups holds `max_stuck_per_zone` threads (the second was
-//!    its probe); one met by callers that wait holds those that started before it stalled, up
-//!    to `max_stuck_per_zone - 1` more started while fewer of them had crossed the threshold,
-//!    and one probe per sub-zone; and a live zone (a stalled sub-zone of a live domain, a service whose one
-//!    packet was lost) is re-opened by its first healthy name.
+//!    dead zone met by abandoned lookups holds `max_stuck_per_zone` threads (all but the first
+//!    were probes); one met by callers that wait holds those that started before it stalled,
+//!    up to `max_stuck_per_zone - 1` more started while fewer of them had crossed the
+//!    threshold, and one probe per sub-zone; and a live zone (a stalled sub-zone of a live
+//!    domain, a service whose one packet was lost) is re-opened by its first healthy name.
 //! 3. **Healthy zones come first.** Zones with queued jobs they may start take turns (round
 //!    robin, each in FIFO order), but a zone holding no stuck lookup goes before the zones that
 //!    hold some: a stream of new dead zones cannot take the workers freed for a healthy name.
@@ -42,6 +42,12 @@
 //!
 //! Lookups that callers wait for and that end within the threshold are never limited by
 //! their zone: 64 concurrent lookups of one zone take 64 workers at once.
+//!
+//! Limits of the guarantee: a healthy name submitted while more than `max_workers` lookups
+//! are in flight and none has crossed the threshold yet waits up to the threshold; once stuck
+//! lookups fill the ceiling, healthy names wait for one of them to end; and every answer of a
+//! live zone lets a dead sub-zone of it take up to `max_stuck_per_zone` more threads (its
+//! earlier stuck lookups no longer count), bounded by the ceiling.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
