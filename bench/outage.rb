@@ -17,6 +17,14 @@
 #   burst        200 threads at once each resolve a distinct name of one dead zone and give
 #                up after 1 s, then one healthy name (a webhook fan-out into a dead zone)
 #   lost-packet  a lookup whose first packet is lost, abandoned after 0.1 s, then the same call
+#   dead-zones-120  120 dead zones x 2 names, each abandoned by Timeout.timeout(0.05), then
+#                20 healthy names (a webhook sender whose customers' domains are lame)
+#   waiting      120 threads wait (20 s limit) for names of 2 dead zones; after 1 s, 20 healthy
+#                names (callers whose own timeout outlasts the resolver's)
+#   sub-zone     4 names of a dead sub-zone (stall.igai-shared.test) abandoned after 0.05 s,
+#                then 20 names of a live sub-zone of the same domain (ok.igai-shared.test)
+#   single-label 4 single-label names resolved through the search list, stalled and abandoned
+#                after 0.05 s, then localhost and a hosts-file name, then healthy single labels
 #   slow-zone    32 threads resolve distinct names of one zone answered after 300 ms
 #   trickle      24 lookups of 2 s at once, then one lookup every 0.5 s: threads over time
 #                (default idle_timeout of 10 s)
@@ -48,31 +56,74 @@ module Scenario
     end
   end
 
-  # Milliseconds each of 20 healthy lookups takes, one after the other.
+  # Milliseconds each of 20 healthy lookups takes, one after the other; the block gives the
+  # i-th name (default: a name of the healthy zone).
   def healthy(impl, phase)
     Array.new(20) do |i|
       start = now
-      resolve(impl, "ok-#{phase}#{i}-#{$$}.#{Bed.zone('healthy')}")
+      resolve(impl, block_given? ? yield(i) : "ok-#{phase}#{i}-#{$$}.#{Bed.zone('healthy')}")
       (now - start) * 1000
     end
+  end
+
+  # Resolves each name, giving up after `patience` seconds.
+  def abandon(impl, names, patience)
+    names.each do |name|
+      Timeout.timeout(patience) { resolve(impl, name) }
+    rescue Timeout::Error
+      nil
+    end
+  end
+
+  # Figures of healthy lookups before and after (lists of ms), and the threads.
+  def figures(impl, before, after)
+    { before_median: before.sort[10], before_max: before.max, after_max: after.max,
+      after_median: after.sort[10], threads: threads }
+      .merge(impl == "igai" ? { lookup_threads: lookup_threads, stats: Igai.stats } : {})
+  end
+
+  def dead_zones_120(impl)
+    zones = Array.new(120) { |i| Bed.zone("dead#{i}") }
+    before = healthy(impl, "before")
+    abandon(impl, Array.new(240) { |i| "stall-#{i}-#{$$}.#{zones[i % 120]}" }, 0.05)
+    figures(impl, before, healthy(impl, "after"))
+  end
+
+  def waiting(impl)
+    before = healthy(impl, "before")
+    Array.new(120) do |i|
+      Thread.new { abandon(impl, ["stall-w#{i}-#{$$}.#{Bed.zone("dead#{i % 2}")}"], 20) }
+    end
+    sleep 1
+    figures(impl, before, healthy(impl, "after"))
+  end
+
+  def sub_zone(impl)
+    shared = Bed.zone("shared")
+    before = healthy(impl, "before") { |i| "ok-before#{i}-#{$$}.ok.#{shared}" }
+    abandon(impl, Array.new(4) { |i| "stall-#{i}-#{$$}.stall.#{shared}" }, 0.05)
+    figures(impl, before, healthy(impl, "after") { |i| "ok-after#{i}-#{$$}.ok.#{shared}" })
+  end
+
+  def single_label(impl)
+    local = ["localhost", Bed::HOSTS_SHORT_NAME]
+    before_local = healthy(impl, "before") { |i| local[i % 2] }
+    before = healthy(impl, "before") { |i| "ok-before#{i}-#{$$}" }
+    abandon(impl, %w[redis memcached postgres rabbitmq].map { |name| "stall-#{name}-#{$$}" }, 0.05)
+    after_local = healthy(impl, "after") { |i| local[i % 2] }
+    figures(impl, before, healthy(impl, "after") { |i| "ok-after#{i}-#{$$}" })
+      .merge(local_before_max: before_local.max, local_after_max: after_local.max)
   end
 
   def outage(impl, zones)
     before = healthy(impl, "before")
     start = now
-    2000.times do |i|
-      Timeout.timeout(0.002) { resolve(impl, "stall-#{i}-#{$$}.#{zones[i % zones.size]}") }
-    rescue Timeout::Error
-      nil
-    end
+    abandon(impl, Array.new(2000) { |i| "stall-#{i}-#{$$}.#{zones[i % zones.size]}" }, 0.002)
     abandoning = now - start
     after = healthy(impl, "after")
     cpu_before = cpu
     sleep 2
-    { before_median: before.sort[10], before_max: before.max, after_max: after.max,
-      after_median: after.sort[10], threads: threads, abandoning_s: abandoning,
-      stalled_cpu_ms: (cpu - cpu_before) * 1000 }
-      .merge(impl == "igai" ? { lookup_threads: lookup_threads, stats: Igai.stats } : {})
+    figures(impl, before, after).merge(abandoning_s: abandoning, stalled_cpu_ms: (cpu - cpu_before) * 1000)
   end
 
   def dead_zone(impl) = outage(impl, [Bed.zone("dead")])
@@ -132,9 +183,13 @@ RESOLVER_TIMEOUT = 30
 CHILD_ENV = { "RES_OPTIONS" => "timeout:#{RESOLVER_TIMEOUT} attempts:1",
               "IGAI_BED_RESOLVER_TIMEOUT" => RESOLVER_TIMEOUT.to_s }.freeze
 
+# Single-label names go through this search domain.
+SCENARIO_ENV = { "single-label" => { "LOCALDOMAIN" => Bed.zone("search") } }.freeze
+
 def run_child(scenario, impl)
   lib = File.expand_path("../lib", __dir__)
-  output = IO.popen([CHILD_ENV, RbConfig.ruby, "-I", lib, __FILE__, scenario, impl], &:read)
+  env = CHILD_ENV.merge(SCENARIO_ENV.fetch(scenario, {}))
+  output = IO.popen([env, RbConfig.ruby, "-I", lib, __FILE__, scenario, impl], &:read)
   JSON.parse(output.lines.last, symbolize_names: true)
 end
 
@@ -157,13 +212,27 @@ impls = builtin_abandons ? %w[igai builtin] : %w[igai]
 puts "outage scenarios on ruby #{RUBY_VERSION}, resolver timeout #{RESOLVER_TIMEOUT} s" \
      "#{' (built-in Socket.getaddrinfo cannot be abandoned here: not measured)' unless builtin_abandons}"
 
+# One line of healthy-name figures.
+def healthy_line(scenario, impl, figures)
+  format("%-11s %-7s healthy before %5.2f ms (max %5.2f), after: median %5.2f ms, max %5.2f ms; %d threads%s",
+         scenario, impl, figures[:before_median], figures[:before_max], figures[:after_median],
+         figures[:after_max], figures[:threads], lookup_threads_note(figures))
+end
+
 %w[dead-zone dead-zones].each do |scenario|
   impls.each do |impl|
     r = run_child(scenario, impl)
-    printf("%-11s %-7s healthy before %5.2f ms (max %5.2f), after: median %5.2f ms, max %5.2f ms; " \
-           "%d threads%s; abandoning took %.1f s; CPU while stalled %.1f ms in 2 s\n",
-           scenario, impl, r[:before_median], r[:before_max], r[:after_median], r[:after_max],
-           r[:threads], lookup_threads_note(r), r[:abandoning_s], r[:stalled_cpu_ms])
+    puts format("%s; abandoning took %.1f s; CPU while stalled %.1f ms in 2 s",
+                healthy_line(scenario, impl, r), r[:abandoning_s], r[:stalled_cpu_ms])
+    puts "            stats #{r[:stats]}" if r[:stats]
+  end
+end
+%w[dead-zones-120 waiting sub-zone single-label].each do |scenario|
+  impls.each do |impl|
+    r = run_child(scenario, impl)
+    local = r[:local_after_max] &&
+            format("; localhost and hosts-file name max %.2f ms (before %.2f)", r[:local_after_max], r[:local_before_max])
+    puts "#{healthy_line(scenario, impl, r)}#{local}"
     puts "            stats #{r[:stats]}" if r[:stats]
   end
 end

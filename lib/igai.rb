@@ -16,8 +16,10 @@ require_relative "igai/socket_patches"
 # Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
 #                              stuck_zones:, waiting_for_zone:}
 # Igai.stuck_zones         -> {"zone" => abandoned lookups} for zones holding abandoned lookups
-# Igai.max_workers(=)      -> cap on lookup threads (default 64, or IGAI_MAX_WORKERS)
-# Igai.max_stuck_per_zone(=) -> abandoned lookups a zone may hold before its new lookups wait
+# Igai.max_workers(=)      -> cap on lookup threads idle or running lookups not stuck (default 64,
+#                              or IGAI_MAX_WORKERS); threads never exceed 4 times it
+# Igai.max_stuck_per_zone(=) -> stuck lookups (abandoned, or in flight for 0.5 s) since its last
+#                              answer that make a zone dead: it then starts only probes
 #                              (default 2, or IGAI_MAX_STUCK_PER_ZONE)
 # Igai.idle_timeout(=)     -> seconds an idle lookup thread lingers (default 10)
 #

@@ -12,6 +12,7 @@
 pub mod addrinfo;
 pub mod fork_gate;
 pub mod nameinfo;
+pub mod policy;
 pub mod pool;
 pub mod query;
 pub mod resolver;

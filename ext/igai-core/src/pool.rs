@@ -4,8 +4,16 @@
 //! function on the key while callers [`wait`](Ticket::wait) on their tickets, each of which can
 //! be interrupted or time out on its own. The pool:
 //!
-//! * is **bounded**: at most `max_workers` threads exist, counting those stuck in a lookup that
-//!   every caller has abandoned; further jobs wait in a queue;
+//! * is **bounded**: at most `max_workers` threads are idle or run lookups that are not stuck,
+//!   and at most [`THREAD_CEILING`] × `max_workers` threads exist; further jobs wait in a queue;
+//! * keeps **stalled work out of the way of healthy names**: a lookup that every caller
+//!   abandoned, or that has been in flight for the stall threshold (500 ms, see
+//!   [`set_stall_after`](Pool::set_stall_after)), is *stuck* and stops counting against
+//!   `max_workers`; a zone holding `max_stuck_per_zone` stuck lookups since its last answer
+//!   is *dead* and starts only probes, one per sub-zone, which re-open it when answered;
+//!   zones holding no stuck lookup take their turns first. The rules, and why they give the
+//!   guarantee that a name whose DNS answers is never delayed by stalls beyond the threshold,
+//!   are in [`crate::policy`];
 //! * **coalesces** identical keys: a key already queued or running with a caller still waiting
 //!   gets another waiter instead of another lookup. Each waiter receives the shared outcome;
 //!   one giving up leaves the others;
@@ -14,21 +22,6 @@
 //!   lookup function returns (a thread blocked in glibc cannot be stopped), its outcome is
 //!   dropped, and an identical later submission starts a fresh lookup instead of joining one
 //!   that may never answer (a lost packet, say);
-//! * **limits stuck work per zone**: every key belongs to a zone (a DNS zone for the resolver;
-//!   the pool only compares zone names). A zone holding `max_stuck_per_zone` abandoned lookups
-//!   starts nothing more until one of them ends: its further jobs wait in the zone's queue,
-//!   withdrawn like any queued job when their callers give up. Lookups that callers still
-//!   wait for never count, so a slow but alive zone is not serialized; a dead zone cannot
-//!   take every worker and stall the other zones;
-//! * **caps running lookups per zone**: a zone runs at most `max_workers - reserve` lookups at
-//!   once, abandoned or not, where `reserve = max(1, max_workers / 4)` (48 of 64; with one
-//!   worker, that worker is shared). Its further jobs wait in its queue, counted in
-//!   `waiting_for_zone` like jobs of a stuck zone. A burst of lookups to one dead zone, all
-//!   still waited for, so not limited as stuck work, thus never takes the whole pool: the
-//!   reserve keeps serving other zones while the burst's lookups hang. The cap follows
-//!   [`set_max_workers`](Pool::set_max_workers);
-//! * is **fair between zones**: when workers are scarce, zones with queued jobs take turns
-//!   (round robin), each in its own FIFO order;
 //! * **shrinks**: idle workers wait on a stack and the most recently idle one takes the next
 //!   job, so under a trickle of lookups the same few workers serve it and the surplus ones
 //!   retire after `idle_timeout`.
@@ -36,15 +29,22 @@
 //!   idle workers watch their wake-up flag for a moment before parking (see [`crate::spin`]),
 //!   which spares both sides the cost of waking a parked thread.
 //!
+//! Nothing runs on a timer: the pool notices lookups crossing the stall threshold whenever it
+//! looks at its books (a submission, a lookup's end, the stats), and a caller whose job is
+//! queued wakes when the oldest running lookup crosses it, to start its job if that freed a
+//! worker.
+//!
 //! All bookkeeping sits behind one mutex, held only for short, non-blocking updates. The lookup
 //! itself runs without it. Outcomes are shared through `Arc`, so whichever of worker and callers
 //! lets go last frees them. A panic in a worker's bookkeeping (a bug) does not wedge the pool:
 //! the dying worker's counts are given back and its job, if any, is failed (see `WorkerExit`).
 
+use crate::policy::{JobId, Policy, ZoneName};
+pub use crate::policy::{Place, DEFAULT_STALL_AFTER, THREAD_CEILING};
 use crate::signals::BlockedSignals;
 use crate::spin::SpinPolicy;
 use crate::wake::{WakeCell, Waker};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 /// How a pool sizes and names its threads.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Most worker threads alive at once (at least 1).
+    /// Most worker threads idle or running lookups that are not stuck (at least 1).
     pub max_workers: usize,
     /// How long an idle worker waits for work before it exits (changeable later).
     pub idle_timeout: Duration,
@@ -61,7 +61,7 @@ pub struct Config {
     pub stack_size: usize,
     /// Name given to worker threads (visible in `ps -L`, gdb, /proc).
     pub thread_name: String,
-    /// Abandoned lookups a zone may hold before its further jobs wait (at least 1).
+    /// Stuck lookups begun since its last answer that make a zone dead (at least 1).
     pub max_stuck_per_zone: usize,
 }
 
@@ -70,7 +70,7 @@ pub struct Config {
 pub struct Stats {
     /// Worker threads alive.
     pub workers: usize,
-    /// Workers running a lookup (abandoned ones included).
+    /// Workers running a lookup (stuck ones included).
     pub busy: usize,
     /// Workers waiting for work.
     pub idle: usize,
@@ -82,10 +82,13 @@ pub struct Stats {
     pub coalesced: u64,
     /// Lookups that ran to the end (since the pool began).
     pub completed: u64,
-    /// Zones holding `max_stuck_per_zone` abandoned lookups, whose new jobs wait.
+    /// Dead zones: holding `max_stuck_per_zone` stuck lookups begun since their last answer.
     pub stuck_zones: usize,
-    /// Queued jobs held back by their zone: it is stuck, or runs its cap of lookups.
+    /// Queued jobs held back by their dead zone.
     pub waiting_for_zone: usize,
+    /// Running lookups that are stuck (abandoned, or in flight past the stall threshold), which
+    /// do not count against `max_workers`.
+    pub stuck: usize,
 }
 
 /// How a [`Ticket::wait`] ended.
@@ -104,11 +107,9 @@ pub enum WaitEnd<O> {
     Panicked,
 }
 
-type JobId = u64;
 type LookupFn<K, O> = dyn Fn(&K) -> O + Send + Sync;
-type ZoneFn<K> = dyn Fn(&K) -> String + Send + Sync;
-/// A zone's name, shared by its jobs.
-type ZoneName = Arc<str>;
+type PlaceFn<K> = dyn Fn(&K) -> Place + Send + Sync;
+type AnsweredFn<O> = dyn Fn(&O) -> bool + Send + Sync;
 
 /// A pool of worker threads running `lookup` on keys of type `K`, producing outcomes `O`.
 pub struct Pool<K, O> {
@@ -118,7 +119,8 @@ pub struct Pool<K, O> {
 struct Shared<K, O> {
     state: Mutex<State<K, O>>,
     lookup: Box<LookupFn<K, O>>,
-    zone_of: Box<ZoneFn<K>>,
+    place_of: Box<PlaceFn<K>>,
+    answered: Box<AnsweredFn<O>>,
     config: Config,
     /// How long callers' waits for outcomes last, to decide whether they spin first.
     outcome_spin: SpinPolicy,
@@ -131,24 +133,13 @@ struct State<K, O> {
     /// Queued or running jobs that a caller still waits for, by key, for coalescing. A job
     /// leaves when it finishes or when its last caller gives up.
     in_flight: HashMap<Arc<K>, JobId>,
-    /// Zones with queued jobs or running lookups.
-    zones: HashMap<ZoneName, Zone>,
-    /// Zones with queued jobs that they may start now, in turn order.
-    ready_zones: VecDeque<ZoneName>,
-    /// Queued jobs of ready zones (the `queued` count).
-    ready_jobs: usize,
-    /// Queued jobs of held zones (the `waiting_for_zone` count).
-    held_jobs: usize,
-    /// Zones at the stuck limit.
-    stuck_zones: usize,
+    /// Zones, queues, running lookups and their states (see [`crate::policy`]).
+    policy: Policy,
     next_id: JobId,
     max_workers: usize,
-    max_stuck_per_zone: usize,
     idle_timeout: Duration,
     workers: usize,
     idle: usize,
-    busy: usize,
-    abandoned: usize,
     coalesced: u64,
     completed: u64,
     /// Wake cells of idle workers asleep, most recently idle last. Always at most `idle` long.
@@ -175,57 +166,40 @@ enum Progress<O> {
     Panicked,
 }
 
-/// One zone's queued jobs and running lookups.
-#[derive(Default)]
-struct Zone {
-    queue: VecDeque<JobId>,
-    /// Running lookups of this zone, abandoned ones included.
-    running: usize,
-    /// Running lookups of this zone that every caller abandoned.
-    abandoned: usize,
-    /// At the stuck limit.
-    stuck: bool,
-    /// Stuck or running its cap of lookups: queued jobs wait (in `held_jobs`).
-    held: bool,
-    /// Listed in `ready_zones`.
-    ready: bool,
-}
-
-/// How many lookups one zone may run at once with `max_workers` workers: all but a reserve of
-/// a quarter of them (at least one) kept for other zones; at least one.
-fn zone_cap(max_workers: usize) -> usize {
-    let reserve = (max_workers / 4).max(1);
-    max_workers.saturating_sub(reserve).max(1)
-}
-
 impl<K, O> Pool<K, O>
 where
     K: Eq + Hash + Send + Sync + 'static,
     O: Send + Sync + 'static,
 {
-    /// Creates a pool; no thread starts until the first submission. `zone_of` names the zone
-    /// of a key (see the module documentation); it runs on the submitting thread.
-    pub fn new(
+    /// Creates a pool; no thread starts until the first submission. `place_of` names the zone
+    /// (and sub-zone) of a key (see [`crate::policy`]); it runs on the submitting thread.
+    /// Every lookup that returns counts as an answer of its zone.
+    pub fn new<P: Into<Place>>(
         config: Config,
-        zone_of: impl Fn(&K) -> String + Send + Sync + 'static,
+        place_of: impl Fn(&K) -> P + Send + Sync + 'static,
         lookup: impl Fn(&K) -> O + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_answered(config, place_of, lookup, |_: &O| true)
+    }
+
+    /// Like [`new`](Pool::new), where only outcomes for which `answered` holds count as an
+    /// answer of the lookup's zone (the resolver's timeouts do not: a dead zone's lookups end
+    /// that way).
+    pub fn with_answered<P: Into<Place>>(
+        config: Config,
+        place_of: impl Fn(&K) -> P + Send + Sync + 'static,
+        lookup: impl Fn(&K) -> O + Send + Sync + 'static,
+        answered: impl Fn(&O) -> bool + Send + Sync + 'static,
     ) -> Self {
         let state = State {
             jobs: HashMap::new(),
             in_flight: HashMap::new(),
-            zones: HashMap::new(),
-            ready_zones: VecDeque::new(),
-            ready_jobs: 0,
-            held_jobs: 0,
-            stuck_zones: 0,
+            policy: Policy::new(config.max_stuck_per_zone),
             next_id: 0,
             max_workers: config.max_workers.max(1),
-            max_stuck_per_zone: config.max_stuck_per_zone.max(1),
             idle_timeout: config.idle_timeout,
             workers: 0,
             idle: 0,
-            busy: 0,
-            abandoned: 0,
             coalesced: 0,
             completed: 0,
             sleeping_workers: Vec::new(),
@@ -236,7 +210,8 @@ where
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 lookup: Box::new(lookup),
-                zone_of: Box::new(zone_of),
+                place_of: Box::new(move |key: &K| place_of(key).into()),
+                answered: Box::new(answered),
                 config,
                 outcome_spin: SpinPolicy::new(),
                 job_spin: SpinPolicy::new(),
@@ -246,7 +221,7 @@ where
 
     /// Starts a lookup of `key`, or joins the identical one that callers already wait for.
     pub fn submit(&self, key: K) -> Ticket<K, O> {
-        let zone: ZoneName = (self.shared.zone_of)(&key).into();
+        let place = (self.shared.place_of)(&key);
         let mut guard = self.shared.lock();
         let state = &mut *guard;
         let cell = state.spare_cells.pop().unwrap_or_else(WakeCell::leak_new);
@@ -261,6 +236,7 @@ where
         let id = state.next_id;
         state.next_id += 1;
         let key = Arc::new(key);
+        let zone: ZoneName = place.zone.into();
         state.in_flight.insert(Arc::clone(&key), id);
         state.jobs.insert(
             id,
@@ -271,7 +247,8 @@ where
                 progress: Progress::Queued,
             },
         );
-        state.enqueue(id, zone);
+        state.policy.note_stalls(Instant::now());
+        state.policy.enqueue(id, &zone, place.sub_zone.into());
         self.shared.staff(guard);
         self.ticket(id, cell)
     }
@@ -285,60 +262,63 @@ where
         }
     }
 
-    /// Current counters.
+    /// Current counters (lookups that crossed the stall threshold counted as stuck).
     pub fn stats(&self) -> Stats {
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
+        if state.policy.note_stalls(Instant::now()) {
+            self.shared.staff(state);
+            state = self.shared.lock();
+        }
         Stats {
             workers: state.workers,
-            busy: state.busy,
+            busy: state.policy.running(),
             idle: state.idle,
-            queued: state.ready_jobs,
-            abandoned: state.abandoned,
+            queued: state.policy.ready_jobs(),
+            abandoned: state.policy.abandoned(),
             coalesced: state.coalesced,
             completed: state.completed,
-            stuck_zones: state.stuck_zones,
-            waiting_for_zone: state.held_jobs,
+            stuck_zones: state.policy.dead_zones(),
+            waiting_for_zone: state.policy.held_jobs(),
+            stuck: state.policy.stuck(),
         }
     }
 
     /// The zones holding abandoned lookups, with how many each holds, most first (then by
-    /// name). At most `max_workers` lookups can be stuck, so the list stays short.
+    /// name).
     pub fn abandoned_by_zone(&self) -> Vec<(String, usize)> {
-        let state = self.shared.lock();
-        let mut zones: Vec<(String, usize)> = state
-            .zones
-            .iter()
-            .filter(|(_, zone)| zone.abandoned > 0)
-            .map(|(name, zone)| (name.to_string(), zone.abandoned))
-            .collect();
-        drop(state);
+        let mut zones = self.shared.lock().policy.abandoned_by_zone();
         zones.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         zones
     }
 
-    /// The cap on worker threads.
+    /// The cap on worker threads that are idle or run lookups that are not stuck.
     pub fn max_workers(&self) -> usize {
         self.shared.lock().max_workers
     }
 
-    /// Changes the cap (at least 1), and with it each zone's cap on running lookups. Raising
-    /// it starts workers for queued jobs; lowering it lets surplus workers exit as they finish
-    /// their current lookup.
+    /// Changes the cap (at least 1), and with it the ceiling on threads. Raising it starts
+    /// workers for queued jobs; lowering it lets surplus workers exit as they finish their
+    /// current lookup.
     pub fn set_max_workers(&self, max_workers: usize) {
         self.change_limits(|state| state.max_workers = max_workers.max(1));
     }
 
-    /// Changes how many abandoned lookups a zone may hold before its jobs wait (at least 1).
+    /// Changes how many stuck lookups make a zone dead (at least 1).
     pub fn set_max_stuck_per_zone(&self, max_stuck: usize) {
-        self.change_limits(|state| state.max_stuck_per_zone = max_stuck.max(1));
+        self.change_limits(|state| state.policy.set_max_stuck(max_stuck));
     }
 
-    /// Applies `change` to the limits, then judges every zone again (which may hold or
-    /// release its queued jobs) and staffs the jobs that became ready.
+    /// Changes how long a lookup may be in flight before it counts as stuck (default
+    /// [`DEFAULT_STALL_AFTER`]).
+    pub fn set_stall_after(&self, stall_after: Duration) {
+        self.change_limits(|state| state.policy.set_stall_after(stall_after));
+    }
+
+    /// Applies `change` to the limits, then staffs the jobs that became ready.
     fn change_limits(&self, change: impl FnOnce(&mut State<K, O>)) {
         let mut state = self.shared.lock();
         change(&mut state);
-        state.refresh_zones();
+        state.policy.note_stalls(Instant::now());
         self.shared.staff(state);
     }
 
@@ -355,107 +335,10 @@ where
 }
 
 impl<K, O> State<K, O> {
-    /// Puts job `id` at the end of its zone's queue.
-    fn enqueue(&mut self, id: JobId, zone: ZoneName) {
-        let entry = self.zones.entry(Arc::clone(&zone)).or_default();
-        entry.queue.push_back(id);
-        if entry.held {
-            self.held_jobs += 1;
-        } else {
-            self.ready_jobs += 1;
-        }
-        self.refresh_zone(&zone);
-    }
-
-    /// The next job to run: the first of the zone whose turn it is, counted as running in
-    /// its zone from now on (the caller runs it without letting go of the lock).
-    fn take_job(&mut self) -> Option<JobId> {
-        while let Some(name) = self.ready_zones.pop_front() {
-            let Some(zone) = self.zones.get_mut(&name) else {
-                continue;
-            };
-            zone.ready = false;
-            let next = zone.queue.pop_front();
-            if next.is_some() {
-                zone.running += 1;
-                self.ready_jobs = self.ready_jobs.saturating_sub(1);
-            }
-            // Back at the end of the line if it has more.
-            self.refresh_zone(&name);
-            if next.is_some() {
-                return next;
-            }
-        }
-        None
-    }
-
-    /// Takes queued job `id` out of its zone's queue.
-    fn withdraw(&mut self, id: JobId, name: &ZoneName) {
-        let Some(zone) = self.zones.get_mut(name) else {
-            return;
-        };
-        // Callers mostly give up in the order they came, so look from the front.
-        if let Some(at) = zone.queue.iter().position(|queued| *queued == id) {
-            zone.queue.remove(at);
-            if zone.held {
-                self.held_jobs = self.held_jobs.saturating_sub(1);
-            } else {
-                self.ready_jobs = self.ready_jobs.saturating_sub(1);
-            }
-        }
-        self.refresh_zone(name);
-    }
-
-    /// Re-establishes every zone's flags (after a change of a limit).
-    fn refresh_zones(&mut self) {
-        let names: Vec<ZoneName> = self.zones.keys().cloned().collect();
-        for name in &names {
-            self.refresh_zone(name);
-        }
-    }
-
-    /// Re-establishes zone `name`'s flags after a change: stuck or not, held or not, in the
-    /// turn order or not, kept or dropped. The one place that moves jobs between `queued` and
-    /// `waiting_for_zone`.
-    fn refresh_zone(&mut self, name: &ZoneName) {
-        let cap = zone_cap(self.max_workers);
-        let Some(zone) = self.zones.get_mut(name) else {
-            return;
-        };
-        let stuck = zone.abandoned >= self.max_stuck_per_zone;
-        if stuck != zone.stuck {
-            zone.stuck = stuck;
-            if stuck {
-                self.stuck_zones += 1;
-            } else {
-                self.stuck_zones = self.stuck_zones.saturating_sub(1);
-            }
-        }
-        let held = stuck || zone.running >= cap;
-        if held != zone.held {
-            zone.held = held;
-            let waiting = zone.queue.len();
-            if held {
-                self.ready_jobs = self.ready_jobs.saturating_sub(waiting);
-                self.held_jobs += waiting;
-            } else {
-                self.held_jobs = self.held_jobs.saturating_sub(waiting);
-                self.ready_jobs += waiting;
-            }
-        }
-        let ready = !zone.held && !zone.queue.is_empty();
-        if ready != zone.ready {
-            zone.ready = ready;
-            if ready {
-                self.ready_zones.push_back(Arc::clone(name));
-            } else {
-                self.ready_zones.retain(|listed| listed != name);
-            }
-        }
-        if zone.queue.is_empty() && zone.running == 0 {
-            // Neither stuck nor listed (both need one of the two; abandoned lookups run).
-            self.zones.remove(name);
-        }
+    /// Whether ready jobs outnumber the idle workers and the policy lets another thread start.
+    fn needs_thread(&self) -> bool {
+        self.policy.ready_jobs() > self.idle
+            && self.policy.may_add_thread(self.workers, self.max_workers)
     }
 
     /// Drops `key` from the coalescing table if it still names job `id`.
@@ -466,41 +349,6 @@ impl<K, O> State<K, O> {
         if self.in_flight.get(key) == Some(&id) {
             self.in_flight.remove(key);
         }
-    }
-
-    /// Counts one more abandoned lookup in zone `name`.
-    fn add_abandoned(&mut self, name: &ZoneName) {
-        self.abandoned += 1;
-        self.zones.entry(Arc::clone(name)).or_default().abandoned += 1;
-        self.refresh_zone(name);
-    }
-
-    /// Counts one running lookup of zone `name`, abandoned or not, as ended.
-    fn end_running(&mut self, name: &ZoneName, abandoned: bool) {
-        if abandoned {
-            self.abandoned = self.abandoned.saturating_sub(1);
-        }
-        if let Some(zone) = self.zones.get_mut(name) {
-            zone.running = zone.running.saturating_sub(1);
-            if abandoned {
-                zone.abandoned = zone.abandoned.saturating_sub(1);
-            }
-        }
-        self.refresh_zone(name);
-    }
-
-    /// Recounts each zone's running lookups from the jobs table (after a bug unwound a
-    /// worker, when the counts may be off by its job).
-    fn recount_running(&mut self) {
-        for zone in self.zones.values_mut() {
-            zone.running = 0;
-        }
-        for job in self.jobs.values() {
-            if matches!(job.progress, Progress::Running) {
-                self.zones.entry(Arc::clone(&job.zone)).or_default().running += 1;
-            }
-        }
-        self.refresh_zones();
     }
 
     /// Counts an idle worker, whose wake cell is `cell`, out of the pool, and keeps its cell
@@ -552,7 +400,7 @@ where
         let mut wake = Vec::new();
         loop {
             let awake_idle = state.idle.saturating_sub(state.sleeping_workers.len());
-            if state.ready_jobs <= awake_idle {
+            if state.policy.ready_jobs() <= awake_idle {
                 break;
             }
             match state.sleeping_workers.pop() {
@@ -563,7 +411,7 @@ where
         if !wake.is_empty() {
             // Off the stack, they already count as awake and idle. Taking the lock again
             // only when a thread must be started spares the woken worker a wait for it.
-            let spawn = state.ready_jobs > state.idle && state.workers < state.max_workers;
+            let spawn = state.needs_thread();
             drop(state);
             for cell in wake {
                 cell.notify_done();
@@ -573,7 +421,7 @@ where
             }
             state = self.lock();
         }
-        while state.ready_jobs > state.idle && state.workers < state.max_workers {
+        while state.needs_thread() {
             state.workers += 1;
             state.idle += 1;
             let cell = state
@@ -600,29 +448,16 @@ where
 
     /// Fails every queued job, held ones included, with `error`.
     fn fail_queue(state: &mut State<K, O>, error: &std::io::Error) {
-        let names: Vec<ZoneName> = state.zones.keys().cloned().collect();
-        for name in names {
-            let Some(zone) = state.zones.get_mut(&name) else {
+        for id in state.policy.drain_queued() {
+            let Some(job) = state.jobs.get_mut(&id) else {
                 continue;
             };
-            let queued: Vec<JobId> = zone.queue.drain(..).collect();
-            if zone.held {
-                state.held_jobs = state.held_jobs.saturating_sub(queued.len());
-            } else {
-                state.ready_jobs = state.ready_jobs.saturating_sub(queued.len());
+            job.progress = Progress::NoThread(copy_error(error));
+            for cell in &job.waiters {
+                cell.notify_done();
             }
-            for id in queued {
-                let Some(job) = state.jobs.get_mut(&id) else {
-                    continue;
-                };
-                job.progress = Progress::NoThread(copy_error(error));
-                for cell in &job.waiters {
-                    cell.notify_done();
-                }
-                let key = Arc::clone(&job.key);
-                state.forget(&key, id);
-            }
-            state.refresh_zone(&name);
+            let key = Arc::clone(&job.key);
+            state.forget(&key, id);
         }
     }
 
@@ -654,14 +489,14 @@ where
         let mut idle_since = Instant::now();
         loop {
             state.unstack(cell);
-            if let Some(id) = state.take_job() {
+            if let Some(id) = state.policy.start(Instant::now()) {
                 state.idle -= 1;
                 exit.phase = Phase::Busy(id);
                 state = self.run(state, id);
                 exit.phase = Phase::Idle;
                 #[cfg(test)]
                 tests::maybe_panic_in_bookkeeping();
-                if state.workers > state.max_workers {
+                if state.policy.is_surplus(state.workers, state.max_workers) {
                     state.retire_worker(cell);
                     exit.phase = Phase::Gone;
                     // The lookup's end may have released its zone's jobs: others take them.
@@ -672,7 +507,7 @@ where
                 // Ending an abandoned lookup may have let a stuck zone's jobs go: more than
                 // this worker alone will take.
                 let awake_idle = state.idle.saturating_sub(state.sleeping_workers.len());
-                if state.ready_jobs > awake_idle {
+                if state.policy.ready_jobs() > awake_idle {
                     self.staff(state);
                     state = self.lock();
                 }
@@ -704,32 +539,32 @@ where
         id: JobId,
     ) -> MutexGuard<'a, State<K, O>> {
         let Some(job) = guard.jobs.get_mut(&id) else {
-            // A taken job missing would be a bug: count its zone right again.
-            guard.recount_running();
+            // A taken job missing would be a bug: let its zone go.
+            guard.policy.end(id, false);
             guard.idle += 1;
             return guard;
         };
         job.progress = Progress::Running;
         let key = Arc::clone(&job.key);
-        guard.busy += 1;
         drop(guard);
 
         let result = catch_unwind(AssertUnwindSafe(|| (self.lookup)(&key)));
+        let answered = result
+            .as_ref()
+            .is_ok_and(|outcome| (self.answered)(outcome));
 
         let mut guard = self.lock();
         let state = &mut *guard;
-        state.busy = state.busy.saturating_sub(1);
         state.idle += 1;
         state.completed += 1;
+        state.policy.end(id, answered);
+        state.policy.note_stalls(Instant::now());
         let Some(job) = state.jobs.get_mut(&id) else {
-            state.recount_running();
             return guard;
         };
-        let zone = Arc::clone(&job.zone);
         if job.waiters.is_empty() {
-            // Abandoned: already forgotten; its zone may start another lookup now.
+            // Abandoned: already forgotten.
             state.jobs.remove(&id);
-            state.end_running(&zone, true);
             // The outcome nobody waits for drops here, after the lock.
             drop(guard);
             drop(result);
@@ -741,7 +576,6 @@ where
         };
         let waiters = job.waiters.clone();
         state.forget(&key, id);
-        state.end_running(&zone, false);
         // Wake the waiters once the lock is free for them to collect the outcome.
         drop(guard);
         for cell in waiters {
@@ -756,7 +590,7 @@ where
 enum Phase {
     /// Counted in `idle`.
     Idle,
-    /// Counted in `busy`, running (or about to run) this job.
+    /// Running (or about to run) this job.
     Busy(JobId),
     /// Left the counts the regular way.
     Gone,
@@ -792,15 +626,14 @@ where
         match self.phase {
             Phase::Idle => state.idle = state.idle.saturating_sub(1),
             Phase::Busy(id) => {
-                // The panic came before or after the lookup, whose own panics are caught:
-                // `busy` may or may not count it. Recount from the jobs table instead.
+                // The panic came before or after the lookup, whose own panics are caught: the
+                // policy may or may not count the job as running; ending it twice is harmless.
+                state.policy.end(id, false);
                 if let Some(job) = state.jobs.get_mut(&id) {
                     if matches!(job.progress, Progress::Running | Progress::Queued) {
                         let key = Arc::clone(&job.key);
-                        let zone = Arc::clone(&job.zone);
                         if job.waiters.is_empty() {
                             state.jobs.remove(&id);
-                            state.end_running(&zone, true);
                         } else {
                             job.progress = Progress::Panicked;
                             for cell in &job.waiters {
@@ -810,12 +643,6 @@ where
                         }
                     }
                 }
-                state.busy = state
-                    .jobs
-                    .values()
-                    .filter(|job| matches!(job.progress, Progress::Running))
-                    .count();
-                state.recount_running();
             }
             Phase::Gone => {}
         }
@@ -860,8 +687,14 @@ where
     pub fn wait(&mut self, deadline: Option<Instant>) -> WaitEnd<O> {
         assert!(!self.settled, "a settled ticket cannot wait again");
         loop {
+            let wake_at;
             {
                 let mut guard = self.shared.lock();
+                if guard.policy.note_stalls(Instant::now()) {
+                    // Lookups crossed the stall threshold: workers may be free for queued jobs.
+                    self.shared.staff(guard);
+                    guard = self.shared.lock();
+                }
                 let state = &mut *guard;
                 let end = match state.jobs.get(&self.id).map(|job| &job.progress) {
                     Some(Progress::Finished(outcome)) => Some(WaitEnd::Done(Arc::clone(outcome))),
@@ -881,11 +714,24 @@ where
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return WaitEnd::TimedOut;
                 }
+                // A queued job also looks again when the oldest running lookup crosses the
+                // stall threshold, which may free a worker for it.
+                let queued = matches!(
+                    state.jobs.get(&self.id).map(|job| &job.progress),
+                    Some(Progress::Queued)
+                );
+                wake_at = match (
+                    queued.then(|| state.policy.next_stall()).flatten(),
+                    deadline,
+                ) {
+                    (Some(stall), Some(deadline)) => Some(stall.min(deadline)),
+                    (stall, deadline) => stall.or(deadline),
+                };
             }
             // A completion between the unlock above and this sleep raises the done flag,
             // so the sleep returns at once: no wake-up is lost. Whatever woke us, look again.
             self.cell
-                .spin_then_sleep(deadline, &self.shared.outcome_spin);
+                .spin_then_sleep(wake_at, &self.shared.outcome_spin);
         }
     }
 }
@@ -905,14 +751,14 @@ fn leave<K: Eq + Hash, O>(state: &mut State<K, O>, id: JobId, cell: &'static Wak
     let zone = Arc::clone(&job.zone);
     match job.progress {
         Progress::Queued => {
-            state.withdraw(id, &zone);
+            state.policy.withdraw(id, &zone);
             state.forget(&key, id);
             state.jobs.remove(&id);
         }
         Progress::Running => {
             // Forget it at once: the next identical call starts a fresh lookup.
             state.forget(&key, id);
-            state.add_abandoned(&zone);
+            state.policy.abandon(id);
         }
         Progress::Finished(_) | Progress::NoThread(_) | Progress::Panicked => {
             state.jobs.remove(&id);
@@ -927,8 +773,12 @@ where
 {
     fn drop(&mut self) {
         if !self.settled {
-            leave(&mut self.shared.lock(), self.id, self.cell);
+            let mut state = self.shared.lock();
+            leave(&mut state, self.id, self.cell);
             self.settled = true;
+            // An abandoned lookup no longer counts against `max_workers`: a queued job may
+            // get a worker now.
+            self.shared.staff(state);
         }
     }
 }
@@ -978,12 +828,6 @@ mod tests {
 
     fn pool() -> Pool<u32, u32> {
         Pool::new(config(), |_: &u32| "zone".to_owned(), |key: &u32| *key + 1)
-    }
-
-    #[test]
-    fn a_zone_may_run_all_but_a_quarter_of_the_workers_and_always_one() {
-        let caps: Vec<usize> = [1, 2, 3, 4, 5, 8, 64].into_iter().map(zone_cap).collect();
-        assert_eq!(caps, [1, 1, 2, 3, 4, 6, 48]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::addrinfo::{AddrQuery, Outcome};
 use crate::nameinfo::{NameOutcome, NameQuery};
+use crate::pool::Place;
 use crate::zone;
 
 /// A lookup for the worker pool. Equal queries are coalesced.
@@ -29,17 +30,60 @@ impl Query {
         }
     }
 
-    /// The zone whose outage would stall this lookup, for the pool's per-zone limit on
-    /// abandoned lookups (see [`zone`] for the choices).
-    pub fn zone(&self) -> String {
+    /// The zone whose outage would stall this lookup, and its sub-zone, for the pool's
+    /// policy on stuck lookups (see [`zone`] for the choices).
+    pub fn zone(&self) -> Place {
         match self {
             Query::Addresses(query) => match &query.host {
-                None => zone::NO_HOST.to_owned(),
-                Some(host) => zone::of_name(host.to_bytes()),
+                None => zone::NO_HOST.into(),
+                Some(host) => zone::place_of_name(host.to_bytes()),
             },
-            Query::Names(query) => {
-                zone::of_sockaddr(&query.sockaddr).unwrap_or_else(|| zone::NO_HOST.to_owned())
-            }
+            Query::Names(query) => zone::of_sockaddr(&query.sockaddr)
+                .unwrap_or_else(|| zone::NO_HOST.to_owned())
+                .into(),
         }
+    }
+}
+
+impl Answer {
+    /// Whether the lookup's zone answered: anything but `EAI_AGAIN`, which glibc returns when
+    /// no name server answered in time (or one said SERVFAIL). A dead zone's lookups end that
+    /// way, and must not re-open it (see [`crate::policy`]).
+    pub fn answered(&self) -> bool {
+        let error = match self {
+            Answer::Addresses(outcome) => outcome.as_ref().err(),
+            Answer::Names(outcome) => outcome.as_ref().err(),
+        };
+        !matches!(error, Some(error) if error.code == libc::EAI_AGAIN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addrinfo::{Call, LookupError};
+
+    fn failed(code: libc::c_int) -> Answer {
+        Answer::Addresses(Err(LookupError {
+            call: Call::GetAddrInfo,
+            code,
+            errno: 0,
+        }))
+    }
+
+    #[test]
+    fn every_answer_but_a_timeout_says_the_zone_answered() {
+        assert!(Answer::Addresses(Ok(Vec::new())).answered());
+        assert!(failed(libc::EAI_NONAME).answered());
+        assert!(!failed(libc::EAI_AGAIN).answered());
+        let names = |code| {
+            Answer::Names(Err(LookupError {
+                call: Call::GetNameInfo,
+                code,
+                errno: 0,
+            }))
+        };
+        assert!(names(libc::EAI_NONAME).answered());
+        assert!(!names(libc::EAI_AGAIN).answered());
     }
 }

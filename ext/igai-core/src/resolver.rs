@@ -77,7 +77,8 @@ pub fn resolver() -> &'static Resolver {
         thread_name: "igai-resolver".to_owned(),
         max_stuck_per_zone: MAX_STUCK_PER_ZONE.load(Ordering::Relaxed),
     };
-    let fresh = Box::into_raw(Box::new(Pool::new(config, Query::zone, Query::run)));
+    let pool = Pool::with_answered(config, Query::zone, Query::run, Answer::answered);
+    let fresh = Box::into_raw(Box::new(pool));
     match CURRENT.compare_exchange(
         std::ptr::null_mut(),
         fresh,

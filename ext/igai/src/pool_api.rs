@@ -50,7 +50,7 @@ pub fn set_max_workers(ruby: &Ruby, value: Value) -> Result<Value, Error> {
     Ok(value)
 }
 
-/// `Igai.max_stuck_per_zone`: abandoned lookups one zone may hold before its new lookups wait.
+/// `Igai.max_stuck_per_zone`: stuck lookups since its last answer that make a zone dead.
 pub fn max_stuck_per_zone() -> usize {
     resolver::max_stuck_per_zone()
 }
