@@ -1,5 +1,7 @@
 //! igai's core, free of Ruby: getaddrinfo(3) and getnameinfo(3) requests ([`addrinfo`],
-//! [`nameinfo`], and [`query`] for either), the bounded, coalescing worker pool that runs them
+//! [`nameinfo`], and [`query`] for either), which of them `/etc/hosts` answers so that they
+//! may run on the caller's thread ([`inline`], from [`nsswitch`] and [`hosts_file`]), the
+//! bounded, coalescing worker pool that runs the others
 //! ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]) after a short spin while
 //! waits are short ([`spin`]), the per-process resolver that ties them together and survives
 //! fork ([`resolver`]), and the zones that bound how much stuck work one DNS outage may hold
@@ -9,7 +11,10 @@
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
 
 pub mod addrinfo;
+pub mod hosts_file;
+pub mod inline;
 pub mod nameinfo;
+pub mod nsswitch;
 pub mod pool;
 pub mod query;
 pub mod resolver;
