@@ -458,6 +458,23 @@ impl<K, O> State<K, O> {
         }
     }
 
+    /// Whether job `id` could end within a caller's spin: it runs, or it is queued where a
+    /// worker takes it at once (its zone is not held back, and a worker is idle or may start).
+    /// A caller whose job waits behind a held zone or for a busy worker cannot see an outcome
+    /// soon, so spinning would only burn CPU.
+    fn may_end_soon(&self, id: JobId) -> bool {
+        let Some(job) = self.jobs.get(&id) else {
+            return true;
+        };
+        match job.progress {
+            Progress::Queued => {
+                let held = self.zones.get(&job.zone).is_some_and(|zone| zone.held);
+                !held && (self.idle > 0 || self.workers < self.max_workers)
+            }
+            _ => true,
+        }
+    }
+
     /// Drops `key` from the coalescing table if it still names job `id`.
     fn forget(&mut self, key: &Arc<K>, id: JobId)
     where
@@ -860,6 +877,7 @@ where
     pub fn wait(&mut self, deadline: Option<Instant>) -> WaitEnd<O> {
         assert!(!self.settled, "a settled ticket cannot wait again");
         loop {
+            let may_end_soon;
             {
                 let mut guard = self.shared.lock();
                 let state = &mut *guard;
@@ -881,12 +899,23 @@ where
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return WaitEnd::TimedOut;
                 }
+                may_end_soon = state.may_end_soon(self.id);
             }
             // A completion between the unlock above and this sleep raises the done flag,
             // so the sleep returns at once: no wake-up is lost. Whatever woke us, look again.
-            self.cell
-                .spin_then_sleep(deadline, &self.shared.outcome_spin);
+            if may_end_soon {
+                self.cell
+                    .spin_then_sleep(deadline, &self.shared.outcome_spin);
+            } else {
+                self.cell.sleep(deadline);
+            }
         }
+    }
+
+    /// Whether this ticket's job could end within a spin (see [`State::may_end_soon`]).
+    #[cfg(test)]
+    fn may_end_soon(&self) -> bool {
+        self.shared.lock().may_end_soon(self.id)
     }
 }
 
@@ -978,6 +1007,49 @@ mod tests {
 
     fn pool() -> Pool<u32, u32> {
         Pool::new(config(), |_: &u32| "zone".to_owned(), |key: &u32| *key + 1)
+    }
+
+    /// Callers spin only while their job could end soon: not while it waits for a busy
+    /// worker (max_workers 1) nor while its zone is held back (a stuck zone); a running job,
+    /// or a queued one that an idle worker takes, could.
+    #[test]
+    fn callers_spin_only_while_their_job_may_end_soon() {
+        let release = Arc::new(std::sync::Barrier::new(2));
+        let in_lookup = Arc::clone(&release);
+        let config = Config {
+            max_workers: 1,
+            max_stuck_per_zone: 1,
+            ..config()
+        };
+        let pool = Pool::new(
+            config,
+            |key: &u32| format!("zone{}", key / 10),
+            move |key: &u32| {
+                if *key == 1 {
+                    in_lookup.wait();
+                }
+                *key
+            },
+        );
+        let running = pool.submit(1);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while pool.stats().busy != 1 {
+            assert!(Instant::now() < give_up, "the lookup never started");
+            std::thread::yield_now();
+        }
+        let behind_busy_worker = pool.submit(20);
+        let same_zone = pool.submit(2);
+        assert!(running.may_end_soon(), "a running job may end soon");
+        assert!(!behind_busy_worker.may_end_soon(), "no worker is free");
+        drop(running); // abandoned: zone0 is stuck (max_stuck_per_zone 1)
+        assert!(!same_zone.may_end_soon(), "its zone is held back");
+        pool.set_max_workers(3);
+        assert!(!same_zone.may_end_soon(), "its zone is still held back");
+        assert!(
+            behind_busy_worker.may_end_soon(),
+            "a worker may start for it"
+        );
+        release.wait();
     }
 
     #[test]
