@@ -13,11 +13,12 @@
 //! seen within that time.
 
 use crate::addrinfo::{AddrQuery, Hints};
+use crate::fork_local::ForkLocal;
 use crate::hosts_file::{Families, HostsFile};
 use crate::nsswitch;
 use std::ffi::CStr;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -55,9 +56,9 @@ pub const RECHECK: Duration = Duration::from_millis(100);
 
 /// Lookups answered on the caller's thread since this process started (or forked).
 static INLINE: AtomicU64 = AtomicU64::new(0);
-/// The cached files of this process; replaced (never freed) in a forked child, where another
-/// thread of the parent may have held its lock.
-static CACHE: AtomicPtr<Mutex<Option<Snapshot>>> = AtomicPtr::new(std::ptr::null_mut());
+/// The cached files of this process; replaced in a forked child, where another thread of the
+/// parent may have held its lock.
+static CACHE: ForkLocal<Mutex<Option<Snapshot>>> = ForkLocal::new();
 static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// True when `query` may run on the caller's thread: its host is listed in `/etc/hosts` with
@@ -163,37 +164,17 @@ fn resolver_environment_set() -> bool {
 
 /// This process's cache, created on first use (and again after a fork).
 fn cache() -> &'static Mutex<Option<Snapshot>> {
-    let current = CACHE.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: CACHE only holds pointers from Box::into_raw below, never freed.
-        return unsafe { &*current };
-    }
     if !FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel) {
         // SAFETY: registers an `extern "C" fn()` child handler with no preconditions.
         unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
     }
-    let fresh = Box::into_raw(Box::new(Mutex::new(None)));
-    match CACHE.compare_exchange(
-        std::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        // SAFETY: `fresh` is now published and, like every published cache, never freed.
-        Ok(_) => unsafe { &*fresh },
-        Err(existing) => {
-            // SAFETY: `fresh` came from Box::into_raw above and nobody else has seen it.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: a published cache is never freed.
-            unsafe { &*existing }
-        }
-    }
+    CACHE.get_or_make(|| Mutex::new(None))
 }
 
 /// The atfork child handler: atomic stores only (async-signal-safe). The child starts its
 /// count from zero and reads the files afresh into a cache of its own.
 extern "C" fn forget_in_child() {
-    CACHE.store(std::ptr::null_mut(), Ordering::Release);
+    CACHE.forget();
     INLINE.store(0, Ordering::Relaxed);
 }
 

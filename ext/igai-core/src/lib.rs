@@ -5,12 +5,13 @@
 //! ([`pool`]), the signal-safe wake-ups callers sleep on ([`wake`]) after a short spin while
 //! waits are short ([`spin`]), the per-process resolver that ties them together and survives
 //! fork ([`resolver`]), and the zones that bound how much stuck work one DNS outage may hold
-//! ([`zone`]).
+//! ([`zone`]); [`fork_local`] holds what each process makes for itself.
 //!
 //! The Ruby binding (crate `igai`) parses arguments, releases the GVL while a caller waits on a
 //! [`pool::Ticket`], and converts outcomes; nothing here knows about Ruby.
 
 pub mod addrinfo;
+pub mod fork_local;
 pub mod hosts_file;
 pub mod inline;
 pub mod nameinfo;
