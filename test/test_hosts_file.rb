@@ -155,6 +155,28 @@ class TestHostsFile < IgaiTest::BedTest
     assert_empty Bed.queries_for(name)
   end
 
+  # The count, like the pool's, is per process: a forked child starts from zero, and its own
+  # cache of the files works at once (the bed's nsswitch.conf asks files first).
+  def test_a_forked_child_counts_its_inline_lookups_from_zero
+    output, status = run_ruby(<<~RUBY)
+      require "igai"
+      3.times { Socket.interruptible_getaddrinfo("localhost", 80) }
+      reader, writer = IO.pipe
+      pid = fork do
+        at_start = Igai.stats[:inline]
+        Socket.interruptible_getaddrinfo("localhost", 80)
+        writer.puts [at_start, Igai.stats[:inline], Igai.stats[:workers]].inspect
+        exit!(0)
+      end
+      writer.close
+      child = reader.read
+      Process.wait(pid)
+      puts child, Igai.stats[:inline]
+    RUBY
+    assert status.success?, output
+    assert_equal "[0, 1, 0]\n3\n", output
+  end
+
   # What glibc could take past the hosts file goes to the pool although the file is asked
   # first: a trailing dot (glibc strips none), a name listed only with the other family, both
   # families needed (ADDRCONFIG) but one listed, a service name (the services database),
