@@ -4,6 +4,7 @@
 
 use crate::{args, errors, nogvl};
 use igai_core::addrinfo::{AddrQuery, Call, LookupError, Outcome};
+use igai_core::fork_local::ForkLocal;
 use igai_core::inline;
 use igai_core::nameinfo::{NameOutcome, NameQuery};
 use igai_core::pool::{Ticket, WaitEnd};
@@ -12,7 +13,7 @@ use igai_core::resolver::{self, resolver};
 use igai_core::wake::WakeCell;
 use magnus::rb_sys::FromRawValue;
 use magnus::{prelude::*, Error, RArray, Ruby, Value};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Finds the addresses for `query` (`host` is the caller's original host argument, which a
@@ -50,8 +51,10 @@ pub fn addresses(
 /// (within the noise of a shared machine), and would freeze every Ruby thread should a
 /// hosts file change between the check and the call send glibc to DNS.
 fn on_this_thread(query: &AddrQuery) -> Result<Outcome, Error> {
-    static CELL: OnceLock<&'static WakeCell> = OnceLock::new();
-    let waker = CELL.get_or_init(WakeCell::leak_new).waker();
+    // Made without a lock (racing first calls may each make one; one is kept), so nothing a
+    // forked child inherits can be held.
+    static CELL: ForkLocal<WakeCell> = ForkLocal::new();
+    let waker = CELL.get_or_make(WakeCell::default).waker();
     loop {
         if let Some(outcome) = nogvl::without_gvl(|| query.run(), waker)? {
             return Ok(outcome);
