@@ -16,25 +16,23 @@ use crate::addrinfo::{AddrQuery, Hints};
 use crate::fork_local::ForkLocal;
 use crate::hosts_file::{Families, HostsFile};
 use crate::nsswitch;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Where glibc reads its name service configuration and its hosts file.
-pub const NSSWITCH_CONF: &CStr = cstr(b"/etc/nsswitch.conf\0");
-/// See [`NSSWITCH_CONF`].
-pub const HOSTS: &CStr = cstr(b"/etc/hosts\0");
+/// Where glibc reads its name service configuration.
+const NSSWITCH_CONF: &str = "/etc/nsswitch.conf";
+/// Where glibc's `files` source reads host names.
+const HOSTS: &str = "/etc/hosts";
 /// A running nscd answers hosts lookups in glibc's stead, from its own cache and lookups.
-const NSCD_SOCKET: &CStr = cstr(b"/var/run/nscd/socket\0");
+const NSCD_SOCKET: &str = "/var/run/nscd/socket";
 /// Environment variables that change how glibc resolves (options, aliases, search domains):
 /// when one is set, no lookup runs inline.
-const RESOLVER_ENV: [&CStr; 3] = [
-    cstr(b"RES_OPTIONS\0"),
-    cstr(b"HOSTALIASES\0"),
-    cstr(b"LOCALDOMAIN\0"),
-];
+const RESOLVER_ENV: [&str; 3] = ["RES_OPTIONS", "HOSTALIASES", "LOCALDOMAIN"];
+/// How long the files' stamps are trusted before they are taken again.
+pub const RECHECK: Duration = Duration::from_millis(100);
 /// Hint flags whose effect on glibc's lookup is understood here; any other flag (`AI_IDN`,
 /// `AI_NUMERICHOST`, ...) sends the lookup to the pool.
 const UNDERSTOOD_FLAGS: c_int = libc::AI_PASSIVE
@@ -44,21 +42,11 @@ const UNDERSTOOD_FLAGS: c_int = libc::AI_PASSIVE
     | libc::AI_ALL
     | libc::AI_ADDRCONFIG;
 
-const fn cstr(bytes: &'static [u8]) -> &'static CStr {
-    match CStr::from_bytes_with_nul(bytes) {
-        Ok(text) => text,
-        Err(_) => panic!("not a C string"),
-    }
-}
-
-/// How long the files' stamps are trusted before they are taken again.
-pub const RECHECK: Duration = Duration::from_millis(100);
-
 /// Lookups answered on the caller's thread since this process started (or forked).
 static INLINE: AtomicU64 = AtomicU64::new(0);
-/// The cached files of this process; replaced in a forked child, where another thread of the
-/// parent may have held its lock.
-static CACHE: ForkLocal<Mutex<Option<Snapshot>>> = ForkLocal::new();
+/// The system's files as this process last read them; replaced in a forked child, where
+/// another thread of the parent may have held its lock.
+static SYSTEM: ForkLocal<HostsSource> = ForkLocal::new();
 static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// True when `query` may run on the caller's thread: its host is listed in `/etc/hosts` with
@@ -66,32 +54,89 @@ static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
 /// and nothing else (flags, service name, environment, nscd) could make glibc go further.
 /// Never blocks: when another thread is reading the files, the answer is no.
 pub fn answers_from_hosts_file(query: &AddrQuery) -> bool {
-    let (Some(host), Some(need)) = (query.host.as_deref(), needed_families(&query.hints)) else {
-        return false;
-    };
-    let host = host.to_bytes();
-    if query.reverse
-        || host.is_empty()
-        || host.ends_with(b".")
-        || !numeric_service(query.service.as_deref())
-        || resolver_environment_set()
+    if !FORK_HANDLER_REGISTERED.load(Ordering::Acquire)
+        && !FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel)
     {
-        return false;
+        // SAFETY: registers an `extern "C" fn()` child handler with no preconditions.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
     }
-    let Ok(mut cache) = cache().try_lock() else {
-        return false;
-    };
-    let now = Instant::now();
-    if !cache
-        .as_ref()
-        .is_some_and(|snapshot| now < snapshot.checked_at + RECHECK)
-    {
-        *cache = Some(Snapshot::refreshed(cache.take(), now));
+    SYSTEM
+        .get_or_make(|| HostsSource::new(NSSWITCH_CONF, HOSTS, NSCD_SOCKET, &RESOLVER_ENV))
+        .answers(query, Instant::now())
+}
+
+/// Where the files and settings that decide come from (the system's, or a test's), with the
+/// files as last read.
+struct HostsSource {
+    nsswitch: CString,
+    hosts: CString,
+    nscd: CString,
+    environment: Vec<String>,
+    cache: Mutex<Option<Snapshot>>,
+}
+
+impl HostsSource {
+    fn new(nsswitch: &str, hosts: &str, nscd: &str, environment: &[&str]) -> HostsSource {
+        let path = |path: &str| CString::new(path).expect("paths have no NUL");
+        HostsSource {
+            nsswitch: path(nsswitch),
+            hosts: path(hosts),
+            nscd: path(nscd),
+            environment: environment.iter().map(|name| name.to_string()).collect(),
+            cache: Mutex::new(None),
+        }
     }
-    cache
-        .as_ref()
-        .and_then(|snapshot| snapshot.hosts.as_ref())
-        .is_some_and(|hosts| need.met_by(hosts.families(host)))
+
+    /// [`answers_from_hosts_file`], for these files, at time `now`.
+    fn answers(&self, query: &AddrQuery, now: Instant) -> bool {
+        let (Some(host), Some(need)) = (query.host.as_deref(), needed_families(&query.hints))
+        else {
+            return false;
+        };
+        let host = host.to_bytes();
+        if query.reverse
+            || host.is_empty()
+            || host.ends_with(b".")
+            || !numeric_service(query.service.as_deref())
+            || self
+                .environment
+                .iter()
+                .any(|name| std::env::var_os(name).is_some())
+        {
+            return false;
+        }
+        let Ok(mut cache) = self.cache.try_lock() else {
+            return false;
+        };
+        if !cache
+            .as_ref()
+            .is_some_and(|snapshot| now < snapshot.checked_at + RECHECK)
+        {
+            *cache = Some(self.refreshed(cache.take(), now));
+        }
+        cache
+            .as_ref()
+            .and_then(|snapshot| snapshot.hosts.as_ref())
+            .is_some_and(|hosts| need.met_by(hosts.families(host)))
+    }
+
+    /// `old` if the files still have its stamps, else the files read again; checked `now`.
+    /// The stamps are taken before reading, so a change while reading shows as a different
+    /// stamp at the next check, which reads them again.
+    fn refreshed(&self, old: Option<Snapshot>, now: Instant) -> Snapshot {
+        let stamps = [Stamp::of(&self.nsswitch), Stamp::of(&self.hosts)];
+        match old {
+            Some(old) if old.stamps == stamps => Snapshot {
+                checked_at: now,
+                ..old
+            },
+            _ => Snapshot {
+                stamps,
+                checked_at: now,
+                hosts: read_hosts(&self.nsswitch, &self.hosts, &self.nscd),
+            },
+        }
+    }
 }
 
 /// Counts one lookup answered on the caller's thread.
@@ -154,27 +199,10 @@ fn numeric_service(service: Option<&CStr>) -> bool {
     })
 }
 
-fn resolver_environment_set() -> bool {
-    RESOLVER_ENV.iter().any(|name| {
-        // SAFETY: `name` is NUL-terminated; getenv only reads the environment. Callers run
-        // under Ruby's GVL, as every change Ruby makes to the environment does.
-        !unsafe { libc::getenv(name.as_ptr()) }.is_null()
-    })
-}
-
-/// This process's cache, created on first use (and again after a fork).
-fn cache() -> &'static Mutex<Option<Snapshot>> {
-    if !FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel) {
-        // SAFETY: registers an `extern "C" fn()` child handler with no preconditions.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-    }
-    CACHE.get_or_make(|| Mutex::new(None))
-}
-
 /// The atfork child handler: atomic stores only (async-signal-safe). The child starts its
 /// count from zero and reads the files afresh into a cache of its own.
 extern "C" fn forget_in_child() {
-    CACHE.forget();
+    SYSTEM.forget();
     INLINE.store(0, Ordering::Relaxed);
 }
 
@@ -202,50 +230,15 @@ impl Stamp {
     }
 }
 
-/// The stamps of the files a snapshot was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamps {
-    nsswitch: Stamp,
-    hosts: Stamp,
-}
-
-impl Stamps {
-    fn now() -> Stamps {
-        Stamps {
-            nsswitch: Stamp::of(NSSWITCH_CONF),
-            hosts: Stamp::of(HOSTS),
-        }
-    }
-}
-
 /// The files as last read: `hosts` is `None` unless nsswitch.conf asks `files` first (and
 /// no nscd answers in glibc's stead).
 #[derive(Debug)]
 struct Snapshot {
-    stamps: Stamps,
+    /// Of nsswitch.conf and the hosts file, taken before they were read.
+    stamps: [Stamp; 2],
     /// When the stamps were last compared with the files'.
     checked_at: Instant,
     hosts: Option<HostsFile>,
-}
-
-impl Snapshot {
-    /// `old` if the files still have its stamps, else the files read again; checked `now`.
-    /// The stamps are taken before reading, so a change while reading shows as a different
-    /// stamp at the next check, which reads them again.
-    fn refreshed(old: Option<Snapshot>, now: Instant) -> Snapshot {
-        let stamps = Stamps::now();
-        match old {
-            Some(old) if old.stamps == stamps => Snapshot {
-                checked_at: now,
-                ..old
-            },
-            _ => Snapshot {
-                stamps,
-                checked_at: now,
-                hosts: read_hosts(NSSWITCH_CONF, HOSTS, NSCD_SOCKET),
-            },
-        }
-    }
 }
 
 /// The parsed hosts file at `hosts`, if the nsswitch.conf at `nsswitch` makes glibc ask it
@@ -344,25 +337,181 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A directory of files for one test, removed when dropped.
+    struct Files(std::path::PathBuf);
+
+    impl Files {
+        fn new(test: &str) -> Files {
+            let dir = std::env::temp_dir().join(format!("igai-{test}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Files(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> &Files {
+            std::fs::write(self.0.join(name), text).unwrap();
+            self
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).to_str().unwrap().to_owned()
+        }
+
+        /// A source reading `nsswitch`, `hosts` and `nscd` of this directory, with the
+        /// environment variable `variable` in the role of RES_OPTIONS.
+        fn source(&self, variable: &str) -> HostsSource {
+            let (nsswitch, hosts, nscd) =
+                (self.path("nsswitch"), self.path("hosts"), self.path("nscd"));
+            HostsSource::new(&nsswitch, &hosts, &nscd, &[variable])
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Files in which nsswitch.conf asks files first and the hosts file lists `listed` with
+    /// an IPv4 address, a source reading them (with `variable` as its RES_OPTIONS), and an
+    /// IPv4 query of `listed`.
+    fn listed(test: &str, variable: &str) -> (Files, HostsSource, AddrQuery) {
+        let files = Files::new(test);
+        files
+            .write("nsswitch", "hosts: files dns\n")
+            .write("hosts", "10.1.1.1 listed\n");
+        let source = files.source(variable);
+        (files, source, lookup("listed", libc::AF_INET, None))
+    }
+
+    fn lookup(host: &str, family: c_int, service: Option<&str>) -> AddrQuery {
+        AddrQuery {
+            host: Some(CString::new(host).unwrap()),
+            service: service.map(|service| CString::new(service).unwrap()),
+            hints: hints(family, 0),
+            reverse: false,
+        }
+    }
+
     #[test]
-    fn the_hosts_file_is_read_only_when_nsswitch_asks_it_first_and_no_nscd_listens() {
-        let dir = std::env::temp_dir().join(format!("igai-read-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = |name: &str| CString::new(dir.join(name).to_str().unwrap()).unwrap();
-        std::fs::write(dir.join("hosts"), "10.1.1.1 listed\n").unwrap();
-        std::fs::write(dir.join("files-first"), "hosts: files dns\n").unwrap();
-        std::fs::write(dir.join("dns-first"), "hosts: dns files\n").unwrap();
-        std::fs::write(dir.join("socket"), "").unwrap();
-        let (hosts, none) = (path("hosts"), path("no-such-file"));
-        let listed = |parsed: Option<HostsFile>| parsed.is_some_and(|h| h.families(b"listed").v4);
-        assert!(listed(read_hosts(&path("files-first"), &hosts, &none)));
-        assert!(read_hosts(&path("dns-first"), &hosts, &none).is_none());
+    fn listed_names_of_the_family_asked_for_are_answered_and_nothing_else() {
+        let files = Files::new("answers");
+        files
+            .write("nsswitch", "hosts: files dns\n")
+            .write("hosts", "10.1.1.1 Listed four\nfd00::1 listed six\n");
+        let source = files.source("IGAI_TEST_UNSET_VARIABLE");
+        let now = Instant::now();
+        let answers = |query: AddrQuery| source.answers(&query, now);
+        assert!(answers(lookup("listed", libc::AF_INET, Some("80"))));
+        assert!(answers(lookup("LISTED", libc::AF_INET6, None)));
+        assert!(answers(lookup("four", libc::AF_UNSPEC, Some(""))));
+        assert!(answers(lookup("six", libc::AF_INET6, None)));
+        assert!(!answers(lookup("four", libc::AF_INET6, None)));
+        assert!(!answers(lookup("six", libc::AF_INET, None)));
+        assert!(!answers(lookup("listed.", libc::AF_INET, None)));
+        assert!(!answers(lookup("listed", libc::AF_INET, Some("http"))));
+        assert!(!answers(lookup("other", libc::AF_UNSPEC, None)));
+        assert!(!answers(lookup("", libc::AF_UNSPEC, None)));
+        assert!(!answers(AddrQuery {
+            reverse: true,
+            ..lookup("listed", libc::AF_INET, None)
+        }));
+        assert!(!answers(AddrQuery {
+            host: None,
+            ..lookup("listed", libc::AF_INET, None)
+        }));
+        assert!(!answers(lookup("listed", libc::AF_UNIX, None)));
+    }
+
+    #[test]
+    fn nothing_is_answered_unless_nsswitch_asks_files_first_and_no_nscd_listens() {
+        let files = Files::new("order");
+        files.write("hosts", "10.1.1.1 listed\n");
+        let query = lookup("listed", libc::AF_INET, None);
+        let now = Instant::now();
         assert!(
-            read_hosts(&none, &hosts, &none).is_none(),
+            !files
+                .source("IGAI_TEST_UNSET_VARIABLE")
+                .answers(&query, now),
             "no nsswitch.conf"
         );
-        assert!(read_hosts(&path("files-first"), &hosts, &path("socket")).is_none());
-        assert!(read_hosts(&path("files-first"), &none, &none).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        files.write("nsswitch", "hosts: dns files\n");
+        assert!(!files
+            .source("IGAI_TEST_UNSET_VARIABLE")
+            .answers(&query, now));
+        files.write("nsswitch", "hosts: files\n");
+        assert!(files
+            .source("IGAI_TEST_UNSET_VARIABLE")
+            .answers(&query, now));
+        files.write("nscd", "");
+        assert!(
+            !files
+                .source("IGAI_TEST_UNSET_VARIABLE")
+                .answers(&query, now),
+            "nscd"
+        );
+    }
+
+    /// The role of RES_OPTIONS is played by a variable of this test's own.
+    #[test]
+    fn nothing_is_answered_while_a_resolver_variable_is_set() {
+        let variable = format!("IGAI_TEST_RESOLVER_VARIABLE_{}", std::process::id());
+        let (_files, source, query) = listed("environment", &variable);
+        assert!(source.answers(&query, Instant::now()));
+        std::env::set_var(&variable, "");
+        let while_set = source.answers(&query, Instant::now());
+        std::env::remove_var(&variable);
+        assert!(!while_set);
+    }
+
+    /// Changes are seen at the first look after RECHECK, not before (the stat is skipped).
+    #[test]
+    fn changed_files_are_read_again_at_the_first_look_after_the_recheck_interval() {
+        let (files, source, query) = listed("recheck", "IGAI_TEST_UNSET_VARIABLE");
+        let start = Instant::now();
+        assert!(source.answers(&query, start));
+        files.write("hosts", "10.1.1.2 other\n");
+        assert!(
+            source.answers(&query, start + RECHECK / 2),
+            "looked before RECHECK"
+        );
+        assert!(
+            !source.answers(&query, start + RECHECK),
+            "missed the new hosts file"
+        );
+        files.write("hosts", "10.1.1.1 listed\n");
+        assert!(source.answers(&query, start + RECHECK * 2));
+        // Of another size: a rewrite within the clock's tick may keep the times.
+        files.write("nsswitch", "hosts: dns\n");
+        assert!(
+            !source.answers(&query, start + RECHECK * 3),
+            "missed the new order"
+        );
+    }
+
+    /// While another thread reads the files, a lookup does not wait for it: the pool.
+    #[test]
+    fn a_lookup_that_finds_the_cache_busy_goes_to_the_pool() {
+        let (_files, source, query) = listed("busy", "IGAI_TEST_UNSET_VARIABLE");
+        assert!(source.answers(&query, Instant::now()));
+        let busy = source.cache.lock().unwrap();
+        assert!(!source.answers(&query, Instant::now()));
+        drop(busy);
+    }
+
+    /// The process-wide entry point reads the system's files like a source made for them,
+    /// and counts what it is told to.
+    #[test]
+    fn the_system_source_reads_the_etc_files_and_the_count_goes_up_by_one() {
+        let system = HostsSource::new(NSSWITCH_CONF, HOSTS, NSCD_SOCKET, &RESOLVER_ENV);
+        for family in [libc::AF_UNSPEC, libc::AF_INET, libc::AF_INET6] {
+            let query = lookup("localhost", family, Some("80"));
+            assert_eq!(
+                answers_from_hosts_file(&query),
+                system.answers(&query, Instant::now())
+            );
+        }
+        let before = inline_lookups();
+        count_inline();
+        assert_eq!(inline_lookups(), before + 1);
     }
 }
