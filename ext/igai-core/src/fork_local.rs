@@ -4,7 +4,18 @@
 //! store, fit for a `pthread_atfork` child handler; the child's first use makes a new value,
 //! and the parent's copy stays allocated: a bounded, one-off leak per fork.
 
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// Registers `handler` as a `pthread_atfork` child handler unless `registered` says it was;
+/// true when this call registered it. (Handlers stay registered for the life of the process.)
+pub fn register_child_handler(registered: &AtomicBool, handler: extern "C" fn()) -> bool {
+    if registered.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    // SAFETY: registers an `extern "C" fn()` child handler with no preconditions.
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+    true
+}
 
 /// See the module documentation. Meant for `static`s.
 #[derive(Debug)]
@@ -74,6 +85,7 @@ mod tests {
         static VALUE: ForkLocal<u32> = ForkLocal::new();
         assert!(!VALUE.is_made());
         assert_eq!(*VALUE.get_or_make(|| 1), 1);
+        assert!(VALUE.is_made());
         assert_eq!(*VALUE.get_or_make(|| 2), 1, "made once");
         let first: *const u32 = VALUE.get_or_make(|| 3);
         VALUE.forget();
@@ -81,6 +93,15 @@ mod tests {
         assert_eq!(*VALUE.get_or_make(|| 4), 4);
         // SAFETY: the forgotten value is never freed, so its pointer is still valid.
         assert_eq!(unsafe { *first }, 1);
+    }
+
+    #[test]
+    fn a_child_handler_is_registered_once() {
+        extern "C" fn nothing() {}
+        static REGISTERED: AtomicBool = AtomicBool::new(false);
+        assert!(register_child_handler(&REGISTERED, nothing));
+        assert!(!register_child_handler(&REGISTERED, nothing));
+        assert!(REGISTERED.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -13,12 +13,12 @@
 //! seen within that time.
 
 use crate::addrinfo::{AddrQuery, Hints};
-use crate::fork_local::ForkLocal;
+use crate::fork_local::{register_child_handler, ForkLocal};
 use crate::hosts_file::{Families, HostsFile};
 use crate::nsswitch;
 use std::ffi::{CStr, CString};
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -54,12 +54,7 @@ static FORK_HANDLER_REGISTERED: AtomicBool = AtomicBool::new(false);
 /// and nothing else (flags, service name, environment, nscd) could make glibc go further.
 /// Never blocks: when another thread is reading the files, the answer is no.
 pub fn answers_from_hosts_file(query: &AddrQuery) -> bool {
-    if !FORK_HANDLER_REGISTERED.load(Ordering::Acquire)
-        && !FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel)
-    {
-        // SAFETY: registers an `extern "C" fn()` child handler with no preconditions.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-    }
+    register_child_handler(&FORK_HANDLER_REGISTERED, forget_in_child);
     SYSTEM
         .get_or_make(|| HostsSource::new(NSSWITCH_CONF, HOSTS, NSCD_SOCKET, &RESOLVER_ENV))
         .answers(query, Instant::now())
@@ -73,6 +68,8 @@ struct HostsSource {
     nscd: CString,
     environment: Vec<String>,
     cache: Mutex<Option<Snapshot>>,
+    /// How many times the files were read.
+    reads: AtomicUsize,
 }
 
 impl HostsSource {
@@ -84,6 +81,7 @@ impl HostsSource {
             nscd: path(nscd),
             environment: environment.iter().map(|name| name.to_string()).collect(),
             cache: Mutex::new(None),
+            reads: AtomicUsize::new(0),
         }
     }
 
@@ -112,7 +110,9 @@ impl HostsSource {
             .as_ref()
             .is_some_and(|snapshot| now < snapshot.checked_at + RECHECK)
         {
-            *cache = Some(self.refreshed(cache.take(), now));
+            let mut snapshot = self.refreshed(cache.take(), now);
+            snapshot.checked_at = now;
+            *cache = Some(snapshot);
         }
         cache
             .as_ref()
@@ -120,21 +120,21 @@ impl HostsSource {
             .is_some_and(|hosts| need.met_by(hosts.families(host)))
     }
 
-    /// `old` if the files still have its stamps, else the files read again; checked `now`.
-    /// The stamps are taken before reading, so a change while reading shows as a different
-    /// stamp at the next check, which reads them again.
+    /// `old` if the files still have its stamps, else the files read again (at `now`). The
+    /// stamps are taken before reading, so a change while reading shows as a different stamp
+    /// at the next check, which reads them again.
     fn refreshed(&self, old: Option<Snapshot>, now: Instant) -> Snapshot {
         let stamps = [Stamp::of(&self.nsswitch), Stamp::of(&self.hosts)];
         match old {
-            Some(old) if old.stamps == stamps => Snapshot {
-                checked_at: now,
-                ..old
-            },
-            _ => Snapshot {
-                stamps,
-                checked_at: now,
-                hosts: read_hosts(&self.nsswitch, &self.hosts, &self.nscd),
-            },
+            Some(old) if old.stamps == stamps => old,
+            _ => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                Snapshot {
+                    stamps,
+                    checked_at: now,
+                    hosts: read_hosts(&self.nsswitch, &self.hosts, &self.nscd),
+                }
+            }
         }
     }
 }
@@ -395,9 +395,10 @@ mod tests {
     #[test]
     fn listed_names_of_the_family_asked_for_are_answered_and_nothing_else() {
         let files = Files::new("answers");
-        files
-            .write("nsswitch", "hosts: files dns\n")
-            .write("hosts", "10.1.1.1 Listed four\nfd00::1 listed six\n");
+        files.write("nsswitch", "hosts: files dns\n").write(
+            "hosts",
+            "10.1.1.1 Listed four dotted.\nfd00::1 listed six\n",
+        );
         let source = files.source("IGAI_TEST_UNSET_VARIABLE");
         let now = Instant::now();
         let answers = |query: AddrQuery| source.answers(&query, now);
@@ -408,6 +409,10 @@ mod tests {
         assert!(!answers(lookup("four", libc::AF_INET6, None)));
         assert!(!answers(lookup("six", libc::AF_INET, None)));
         assert!(!answers(lookup("listed.", libc::AF_INET, None)));
+        assert!(
+            !answers(lookup("dotted.", libc::AF_INET, None)),
+            "a dot is never matched"
+        );
         assert!(!answers(lookup("listed", libc::AF_INET, Some("http"))));
         assert!(!answers(lookup("other", libc::AF_UNSPEC, None)));
         assert!(!answers(lookup("", libc::AF_UNSPEC, None)));
@@ -469,6 +474,13 @@ mod tests {
         let (files, source, query) = listed("recheck", "IGAI_TEST_UNSET_VARIABLE");
         let start = Instant::now();
         assert!(source.answers(&query, start));
+        assert!(source.answers(&query, start + RECHECK));
+        assert_eq!(
+            source.reads.load(Ordering::Relaxed),
+            1,
+            "unchanged files read again"
+        );
+        let start = start + RECHECK;
         files.write("hosts", "10.1.1.2 other\n");
         assert!(
             source.answers(&query, start + RECHECK / 2),
@@ -499,9 +511,10 @@ mod tests {
     }
 
     /// The process-wide entry point reads the system's files like a source made for them,
-    /// and counts what it is told to.
+    /// counts what it is told to, and the atfork child handler (called here directly, as in
+    /// a child) forgets both.
     #[test]
-    fn the_system_source_reads_the_etc_files_and_the_count_goes_up_by_one() {
+    fn the_system_source_reads_the_etc_files_and_a_child_forgets_it_and_the_count() {
         let system = HostsSource::new(NSSWITCH_CONF, HOSTS, NSCD_SOCKET, &RESOLVER_ENV);
         for family in [libc::AF_UNSPEC, libc::AF_INET, libc::AF_INET6] {
             let query = lookup("localhost", family, Some("80"));
@@ -513,5 +526,9 @@ mod tests {
         let before = inline_lookups();
         count_inline();
         assert_eq!(inline_lookups(), before + 1);
+        assert!(SYSTEM.is_made() && FORK_HANDLER_REGISTERED.load(Ordering::Relaxed));
+        forget_in_child();
+        assert_eq!(inline_lookups(), 0);
+        assert!(!SYSTEM.is_made());
     }
 }

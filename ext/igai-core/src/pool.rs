@@ -191,6 +191,12 @@ struct Zone {
     ready: bool,
 }
 
+/// Whether a queued job is taken by a worker at once: its zone is not `held` back, and one of
+/// `idle` workers is free or, with `workers` of `max_workers` alive, one may start.
+fn a_worker_takes_it_now(held: bool, idle: usize, workers: usize, max_workers: usize) -> bool {
+    !held && (idle > 0 || workers < max_workers)
+}
+
 /// How many lookups one zone may run at once with `max_workers` workers: all but a reserve of
 /// a quarter of them (at least one) kept for other zones; at least one.
 fn zone_cap(max_workers: usize) -> usize {
@@ -469,7 +475,7 @@ impl<K, O> State<K, O> {
         match job.progress {
             Progress::Queued => {
                 let held = self.zones.get(&job.zone).is_some_and(|zone| zone.held);
-                !held && (self.idle > 0 || self.workers < self.max_workers)
+                a_worker_takes_it_now(held, self.idle, self.workers, self.max_workers)
             }
             _ => true,
         }
@@ -1050,6 +1056,26 @@ mod tests {
             "a worker may start for it"
         );
         release.wait();
+    }
+
+    #[test]
+    fn a_queued_job_is_taken_at_once_only_from_a_free_zone_by_an_idle_or_new_worker() {
+        // (held, idle, workers, max_workers) -> taken at once
+        let cases = [
+            ((false, 1, 4, 4), true),
+            ((false, 0, 3, 4), true),
+            ((false, 2, 2, 4), true),
+            ((false, 0, 4, 4), false),
+            ((true, 1, 3, 4), false),
+            ((true, 0, 4, 4), false),
+        ];
+        for ((held, idle, workers, max), taken) in cases {
+            assert_eq!(
+                a_worker_takes_it_now(held, idle, workers, max),
+                taken,
+                "held {held}, idle {idle}, {workers} of {max}"
+            );
+        }
     }
 
     #[test]
