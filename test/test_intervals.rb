@@ -84,8 +84,8 @@ class TestIntervals < IgaiTest::BedTest
     output, status = run_ruby(<<~RUBY)
       require "igai"
       Igai.idle_timeout = 2**63 - 1
-      Socket.interruptible_getaddrinfo("localhost", 80)
-      Socket.interruptible_getaddrinfo("localhost", 81)
+      Socket.interruptible_getaddrinfo(#{Bed.answered_name.dump}, 80)
+      Socket.interruptible_getaddrinfo(#{Bed.answered_name.dump}, 81)
       p [Igai.idle_timeout, Igai.stats[:workers], Igai.stats[:busy]]
     RUBY
     assert status.success?, output

@@ -325,7 +325,8 @@ class TestPool < IgaiTest::BedTest
   end
 
   def test_stats_report_every_documented_count
-    assert_equal %i[workers busy idle queued abandoned coalesced completed stuck_zones waiting_for_zone],
+    assert_equal %i[workers busy idle queued abandoned coalesced completed stuck_zones waiting_for_zone
+                    inline],
                  Igai.stats.keys
     assert(Igai.stats.values.all? { |count| count.is_a?(Integer) && count >= 0 })
   end

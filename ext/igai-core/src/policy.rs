@@ -177,6 +177,11 @@ impl Policy {
         self.ready_jobs
     }
 
+    /// Whether `zone` may start one of its queued jobs now (a dead zone: only a probe).
+    pub(crate) fn zone_may_start(&self, zone: &ZoneName) -> bool {
+        self.zones.get(zone).is_some_and(|zone| zone.may_start > 0)
+    }
+
     /// Queued jobs held back by their zone.
     pub(crate) fn held_jobs(&self) -> usize {
         self.queued_jobs - self.ready_jobs

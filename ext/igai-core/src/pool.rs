@@ -166,6 +166,12 @@ enum Progress<O> {
     Panicked,
 }
 
+/// Whether a queued job is taken by a worker at once: its zone may start a job now, and a
+/// worker is idle or one may start (`may_add_thread`, the policy's verdict).
+fn a_worker_takes_it_now(zone_may_start: bool, idle: usize, may_add_thread: bool) -> bool {
+    zone_may_start && (idle > 0 || may_add_thread)
+}
+
 impl<K, O> Pool<K, O>
 where
     K: Eq + Hash + Send + Sync + 'static,
@@ -339,6 +345,24 @@ impl<K, O> State<K, O> {
     fn needs_thread(&self) -> bool {
         self.policy.ready_jobs() > self.idle
             && self.policy.may_add_thread(self.workers, self.max_workers)
+    }
+
+    /// Whether job `id` could end within a caller's spin: it runs, or it is queued where a
+    /// worker takes it at once (its zone is not held back, and a worker is idle or may start).
+    /// A caller whose job waits behind a held zone or for a busy worker cannot see an outcome
+    /// soon, so spinning would only burn CPU.
+    fn may_end_soon(&self, id: JobId) -> bool {
+        let Some(job) = self.jobs.get(&id) else {
+            return true;
+        };
+        match job.progress {
+            Progress::Queued => a_worker_takes_it_now(
+                self.policy.zone_may_start(&job.zone),
+                self.idle,
+                self.policy.may_add_thread(self.workers, self.max_workers),
+            ),
+            _ => true,
+        }
     }
 
     /// Drops `key` from the coalescing table if it still names job `id`.
@@ -687,7 +711,7 @@ where
     pub fn wait(&mut self, deadline: Option<Instant>) -> WaitEnd<O> {
         assert!(!self.settled, "a settled ticket cannot wait again");
         loop {
-            let wake_at;
+            let (wake_at, may_end_soon);
             {
                 let mut guard = self.shared.lock();
                 if guard.policy.note_stalls(Instant::now()) {
@@ -727,12 +751,23 @@ where
                     (Some(stall), Some(deadline)) => Some(stall.min(deadline)),
                     (stall, deadline) => stall.or(deadline),
                 };
+                may_end_soon = state.may_end_soon(self.id);
             }
             // A completion between the unlock above and this sleep raises the done flag,
             // so the sleep returns at once: no wake-up is lost. Whatever woke us, look again.
-            self.cell
-                .spin_then_sleep(wake_at, &self.shared.outcome_spin);
+            if may_end_soon {
+                self.cell
+                    .spin_then_sleep(wake_at, &self.shared.outcome_spin);
+            } else {
+                self.cell.sleep(wake_at);
+            }
         }
+    }
+
+    /// Whether this ticket's job could end within a spin (see [`State::may_end_soon`]).
+    #[cfg(test)]
+    fn may_end_soon(&self) -> bool {
+        self.shared.lock().may_end_soon(self.id)
     }
 }
 
@@ -828,6 +863,84 @@ mod tests {
 
     fn pool() -> Pool<u32, u32> {
         Pool::new(config(), |_: &u32| "zone".to_owned(), |key: &u32| *key + 1)
+    }
+
+    /// Callers spin only while their job could end soon: not while it waits for a busy
+    /// worker (max_workers 1) nor while its zone is held back (a dead zone whose sub-zone has
+    /// its probe in flight); a running job, or a queued one that a worker takes, could.
+    #[test]
+    fn callers_spin_only_while_their_job_may_end_soon() {
+        let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate = Arc::clone(&open);
+        let config = Config {
+            max_workers: 1,
+            max_stuck_per_zone: 1,
+            ..config()
+        };
+        // Keys below 10 (zone0) block until the test opens the gate; others answer at once.
+        let pool = Pool::new(
+            config,
+            |key: &u32| format!("zone{}", key / 10),
+            move |key: &u32| {
+                if *key < 10 {
+                    let (lock, opened) = &*gate;
+                    let mut open = lock.lock().unwrap();
+                    while !*open {
+                        open = opened.wait(open).unwrap();
+                    }
+                }
+                *key
+            },
+        );
+        let settle = |done: &dyn Fn(&Stats) -> bool| {
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while !done(&pool.stats()) {
+                assert!(Instant::now() < give_up, "the pool never got there");
+                std::thread::yield_now();
+            }
+        };
+        let running = pool.submit(1);
+        settle(&|stats| stats.busy == 1);
+        let mut behind_busy_worker = pool.submit(20);
+        assert!(running.may_end_soon(), "a running job may end soon");
+        assert!(!behind_busy_worker.may_end_soon(), "no worker is free");
+        drop(running); // abandoned: stuck, so zone0 is dead and a worker may start for zone2
+        assert!(
+            behind_busy_worker.may_end_soon(),
+            "a worker may start for it"
+        );
+        assert!(matches!(behind_busy_worker.wait(None), WaitEnd::Done(_)));
+        let probe = pool.submit(2);
+        settle(&|stats| stats.busy == 2);
+        let held = pool.submit(3);
+        assert!(probe.may_end_soon(), "the probe runs");
+        assert!(
+            !held.may_end_soon(),
+            "its zone is held back until the probe answers"
+        );
+        let (lock, opened) = &*open;
+        *lock.lock().unwrap() = true;
+        opened.notify_all();
+    }
+
+    #[test]
+    fn a_queued_job_is_taken_at_once_only_from_a_zone_that_may_start_by_an_idle_or_new_worker() {
+        // (zone may start, idle, a thread may start) -> taken at once
+        let cases = [
+            ((true, 1, false), true),
+            ((true, 0, true), true),
+            ((true, 2, true), true),
+            ((true, 0, false), false),
+            ((false, 1, true), false),
+            ((false, 0, false), false),
+        ];
+        for ((zone_may_start, idle, may_add_thread), taken) in cases {
+            assert_eq!(
+                a_worker_takes_it_now(zone_may_start, idle, may_add_thread),
+                taken,
+                "zone may start {zone_may_start}, idle {idle}, new thread {may_add_thread}"
+            );
+        }
     }
 
     #[test]

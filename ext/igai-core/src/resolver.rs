@@ -19,10 +19,11 @@
 //! asks for a slightly larger stack ([`stack_size`]), which no stack cached from an earlier
 //! generation can satisfy.
 
+use crate::fork_local::ForkLocal;
 use crate::pool::{Config, Pool};
 use crate::query::{Answer, Query};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The pool behind `Socket.interruptible_getaddrinfo` and `Socket.interruptible_getnameinfo`.
@@ -44,7 +45,8 @@ pub const STACK_SIZE: usize = 256 * 1024;
 static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS);
 static MAX_STUCK_PER_ZONE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_STUCK_PER_ZONE);
 static IDLE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_millis() as u64);
-static CURRENT: AtomicPtr<Resolver> = AtomicPtr::new(std::ptr::null_mut());
+/// This process's pool (a forked child makes its own).
+static CURRENT: ForkLocal<Resolver> = ForkLocal::new();
 /// How many forks lie between the first process that used igai and this one.
 static FORK_GENERATION: AtomicUsize = AtomicUsize::new(0);
 
@@ -63,38 +65,17 @@ pub fn generation() -> usize {
 
 /// This process's resolver, created on first use (and again after a fork).
 pub fn resolver() -> &'static Resolver {
-    let current = CURRENT.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: CURRENT only ever holds pointers from Box::into_raw below that are never
-        // freed once published, so a non-null pointer is valid for the rest of the process.
-        return unsafe { &*current };
-    }
-    install_fork_handlers();
-    let config = Config {
-        max_workers: MAX_WORKERS.load(Ordering::Relaxed),
-        idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed)),
-        stack_size: stack_size(),
-        thread_name: "igai-resolver".to_owned(),
-        max_stuck_per_zone: MAX_STUCK_PER_ZONE.load(Ordering::Relaxed),
-    };
-    let pool = Pool::with_answered(config, Query::zone, Query::run, Answer::answered);
-    let fresh = Box::into_raw(Box::new(pool));
-    match CURRENT.compare_exchange(
-        std::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        // SAFETY: `fresh` was just published and, like every published pool, is never freed.
-        Ok(_) => unsafe { &*fresh },
-        Err(existing) => {
-            // Another thread published first; ours was never shared, so free it.
-            // SAFETY: `fresh` came from Box::into_raw above and nobody else has seen it.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: as above, a published pool is valid for the rest of the process.
-            unsafe { &*existing }
-        }
-    }
+    CURRENT.get_or_make(|| {
+        install_fork_handlers();
+        let config = Config {
+            max_workers: MAX_WORKERS.load(Ordering::Relaxed),
+            idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS.load(Ordering::Relaxed)),
+            stack_size: stack_size(),
+            thread_name: "igai-resolver".to_owned(),
+            max_stuck_per_zone: MAX_STUCK_PER_ZONE.load(Ordering::Relaxed),
+        };
+        Pool::with_answered(config, Query::zone, Query::run, Answer::answered)
+    })
 }
 
 /// A `pthread_once_t` that may live in a static.
@@ -105,7 +86,7 @@ unsafe impl Sync for OnceControl {}
 static FORK_HANDLERS: OnceControl = OnceControl(UnsafeCell::new(libc::PTHREAD_ONCE_INIT));
 
 /// Registers the `pthread_atfork` handlers (once per process): the fork gate's, and the child
-/// handler that forgets the parent's pool. Called before any lookup enters the C library;
+/// handler that forgets the parent's pool and the hosts-file cache ([`crate::inline`]). Called before any lookup enters the C library;
 /// the Ruby binding also calls it while the extension loads.
 pub fn install_fork_handlers() {
     extern "C" fn register() {
@@ -130,7 +111,8 @@ extern "C" fn parent() {
 /// have held (the gate's lock is the forking thread's own).
 extern "C" fn child() {
     crate::fork_gate::reopen_in_child();
-    CURRENT.store(std::ptr::null_mut(), Ordering::Release);
+    CURRENT.forget();
+    crate::inline::forget_in_child();
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::spin::forget_spinners_after_fork();
 }
@@ -195,7 +177,7 @@ mod tests {
             std::thread::yield_now();
         }
         let forgotten = crate::testing::in_child(|| {
-            CURRENT.load(Ordering::Acquire).is_null()
+            !CURRENT.is_made()
                 && self::generation() == generation + 1
                 && crate::spin::spinners() == 0
         });

@@ -12,9 +12,12 @@
 //! per CPU spins at a time, and none on a machine with one CPU, where the other side cannot
 //! run while we watch. (One per two CPUs was measured and is too few: on two CPUs the worker
 //! that just handed over an outcome still holds the one slot when its caller, already back
-//! with the next lookup, wants to spin.)
+//! with the next lookup, wants to spin.) A spin never outlasts its waiter's deadline, and
+//! `IGAI_SPIN=0` in the environment turns spinning off for processes on a CPU budget: each
+//! hand-off then wakes a parked thread (slower on virtual machines, see the README).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest a sleeper watches its flag before parking.
@@ -30,6 +33,29 @@ const AVERAGE_SHIFT: u32 = 3;
 
 /// Threads spinning right now, across all policies.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+/// Whether `IGAI_SPIN` allows spinning: [`UNREAD`] until first asked.
+static ALLOWED: AtomicU8 = AtomicU8::new(UNREAD);
+const UNREAD: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+
+/// Whether spinning is allowed in this process: unless `IGAI_SPIN` is `0`, read once.
+pub fn allowed() -> bool {
+    match ALLOWED.load(Ordering::Relaxed) {
+        UNREAD => {
+            let on = allowed_by(std::env::var_os("IGAI_SPIN").as_deref());
+            // Racing first reads store the same value.
+            ALLOWED.store(if on { ON } else { OFF }, Ordering::Relaxed);
+            on
+        }
+        setting => setting == ON,
+    }
+}
+
+/// `IGAI_SPIN`'s value allows spinning unless it is `0`.
+fn allowed_by(setting: Option<&OsStr>) -> bool {
+    setting.map_or(true, |value| value.as_encoded_bytes() != b"0")
+}
 
 /// Forgets the spinners of the parent process: in a forked child only the forking thread
 /// lives, and it was not spinning. Async-signal-safe (one atomic store), for the resolver's
@@ -106,13 +132,14 @@ impl SpinPolicy {
         self.typical_nanos.store(new, Ordering::Relaxed);
     }
 
-    /// Watches `ready` for at most [`SPIN_LIMIT`] when this kind of wait is worth it and a
-    /// spinning slot is free.
-    pub fn spin_until(&self, ready: impl Fn() -> bool) -> Spun {
-        if !self.worth_spinning() || !take_slot() {
+    /// Watches `ready` for at most [`SPIN_LIMIT`], and not past `deadline`, when spinning is
+    /// [`allowed`], this kind of wait is worth it and a spinning slot is free.
+    pub fn spin_until(&self, deadline: Option<Instant>, ready: impl Fn() -> bool) -> Spun {
+        if !allowed() || !self.worth_spinning() || !take_slot() {
             return Spun::NotTried;
         }
-        let until = Instant::now() + SPIN_LIMIT;
+        let limit = Instant::now() + SPIN_LIMIT;
+        let until = deadline.map_or(limit, |deadline| deadline.min(limit));
         let spun = loop {
             if ready() {
                 break Spun::Ready;
@@ -140,7 +167,7 @@ pub enum Spun {
     Ready,
     /// [`SPIN_LIMIT`] passed first.
     GaveUp,
-    /// No spin: waits of this kind are long, or the spinning slots were all taken.
+    /// No spin: spinning is off, waits of this kind are long, or the slots were all taken.
     NotTried,
 }
 
@@ -199,7 +226,7 @@ mod tests {
             policy.record(Duration::from_millis(2));
         }
         assert!(!policy.worth_spinning());
-        assert_eq!(policy.spin_until(|| true), Spun::NotTried);
+        assert_eq!(policy.spin_until(None, || true), Spun::NotTried);
     }
 
     #[test]
@@ -223,7 +250,7 @@ mod tests {
                 scope.spawn(|| {
                     let policy = SpinPolicy::new();
                     start.wait();
-                    policy.spin_until(|| {
+                    policy.spin_until(None, || {
                         let now = spinners();
                         most.fetch_max(now, Ordering::Relaxed);
                         least.fetch_min(now, Ordering::Relaxed);
@@ -243,7 +270,7 @@ mod tests {
     fn spin_with_a_slot(policy: &SpinPolicy, ready: impl Fn() -> bool) -> Spun {
         let give_up = Instant::now() + Duration::from_secs(10);
         loop {
-            match policy.spin_until(&ready) {
+            match policy.spin_until(None, &ready) {
                 Spun::NotTried if Instant::now() < give_up => std::thread::yield_now(),
                 spun => return spun,
             }
@@ -255,7 +282,7 @@ mod tests {
         let policy = SpinPolicy::new();
         if max_spinners() == 0 {
             // One CPU: spinning is off by design.
-            assert_eq!(policy.spin_until(|| true), Spun::NotTried);
+            assert_eq!(policy.spin_until(None, || true), Spun::NotTried);
             return;
         }
         let start = Instant::now();
@@ -270,5 +297,49 @@ mod tests {
             flag.load(Ordering::Relaxed)
         });
         assert_eq!(spun, Spun::Ready);
+    }
+
+    /// Without its deadline every spin lasts SPIN_LIMIT; with a deadline an eighth of that
+    /// away, one of a few tries (a loaded machine may preempt some) ends well before.
+    #[test]
+    fn a_spin_ends_at_its_deadline_when_that_comes_first() {
+        if max_spinners() == 0 {
+            return; // one CPU: spinning is off by design
+        }
+        let policy = SpinPolicy::new();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let mut shortest = Duration::MAX;
+        let mut tries = 0;
+        while tries < 20 && Instant::now() < give_up {
+            let start = Instant::now();
+            match policy.spin_until(Some(start + SPIN_LIMIT / 8), || false) {
+                Spun::NotTried => std::thread::yield_now(),
+                spun => {
+                    assert_eq!(spun, Spun::GaveUp);
+                    shortest = shortest.min(start.elapsed());
+                    tries += 1;
+                }
+            }
+        }
+        assert!(
+            shortest < SPIN_LIMIT * 3 / 4,
+            "the shortest spin took {shortest:?}"
+        );
+    }
+
+    #[test]
+    fn igai_spin_0_turns_spinning_off_and_anything_else_leaves_it_on() {
+        assert!(allowed_by(None));
+        assert!(allowed_by(Some(OsStr::new("1"))));
+        assert!(allowed_by(Some(OsStr::new(""))));
+        assert!(!allowed_by(Some(OsStr::new("0"))));
+        assert_eq!(
+            allowed(),
+            allowed_by(std::env::var_os("IGAI_SPIN").as_deref())
+        );
+        let before = ALLOWED.swap(OFF, Ordering::Relaxed);
+        let spun = SpinPolicy::new().spin_until(None, || true);
+        ALLOWED.store(before, Ordering::Relaxed);
+        assert_eq!(spun, Spun::NotTried);
     }
 }

@@ -108,7 +108,7 @@ impl WakeCell {
     pub fn spin_then_sleep(&self, deadline: Option<Instant>, policy: &SpinPolicy) -> Woken {
         let start = Instant::now();
         if self.flags.load(Ordering::SeqCst) == 0 {
-            policy.spin_until(|| self.flags.load(Ordering::Relaxed) != 0);
+            policy.spin_until(deadline, || self.flags.load(Ordering::Relaxed) != 0);
         }
         let woken = self.sleep(deadline);
         policy.record(start.elapsed());

@@ -2,15 +2,16 @@
 //! `Igai.idle_timeout(=)`: watching and sizing the lookup threads.
 
 use crate::args;
-use igai_core::resolver;
+use igai_core::{inline, resolver};
 use magnus::{value::ReprValue, Error, RHash, Ruby, Value};
 
 /// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
-/// stuck_zones:, waiting_for_zone:}` for this process (a forked child starts from zero).
+/// stuck_zones:, waiting_for_zone:, inline:}` for this process (a forked child starts from
+/// zero); `inline` counts lookups of `/etc/hosts` names answered on the caller's thread.
 pub fn stats(ruby: &Ruby) -> Result<RHash, Error> {
     let stats = resolver::resolver().stats();
     let hash = ruby.hash_new();
-    let counts: [(&str, u64); 9] = [
+    let counts: [(&str, u64); 10] = [
         ("workers", stats.workers as u64),
         ("busy", stats.busy as u64),
         ("idle", stats.idle as u64),
@@ -20,6 +21,7 @@ pub fn stats(ruby: &Ruby) -> Result<RHash, Error> {
         ("completed", stats.completed),
         ("stuck_zones", stats.stuck_zones as u64),
         ("waiting_for_zone", stats.waiting_for_zone as u64),
+        ("inline", inline::inline_lookups()),
     ];
     for (name, count) in counts {
         hash.aset(ruby.to_symbol(name), count)?;

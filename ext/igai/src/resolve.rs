@@ -1,12 +1,16 @@
 //! Where a lookup runs: inline for numeric hosts, through the Fiber scheduler when one
-//! resolves addresses, otherwise on the worker pool while the caller waits without the GVL.
+//! resolves addresses, on the caller's thread for names `/etc/hosts` answers (see
+//! [`igai_core::inline`]), otherwise on the worker pool while the caller waits without the GVL.
 
 use crate::{args, errors, nogvl};
 use igai_core::addrinfo::{AddrQuery, Call, LookupError, Outcome};
+use igai_core::fork_local::ForkLocal;
+use igai_core::inline;
 use igai_core::nameinfo::{NameOutcome, NameQuery};
 use igai_core::pool::{Ticket, WaitEnd};
 use igai_core::query::{Answer, Query};
 use igai_core::resolver::{self, resolver};
+use igai_core::wake::WakeCell;
 use magnus::rb_sys::FromRawValue;
 use magnus::{prelude::*, Error, RArray, Ruby, Value};
 use std::sync::Arc;
@@ -14,7 +18,8 @@ use std::time::Instant;
 
 /// Finds the addresses for `query` (`host` is the caller's original host argument, which a
 /// Fiber scheduler receives) before `deadline`, in the same order of attempts as MRI: a
-/// numeric host first, then the scheduler's `address_resolve`, then getaddrinfo(3).
+/// numeric host first, then the scheduler's `address_resolve`, then getaddrinfo(3): on this
+/// thread when the hosts file answers the name, else on a worker.
 pub fn addresses(
     ruby: &Ruby,
     host: Value,
@@ -31,7 +36,30 @@ pub fn addresses(
     if let Some(outcome) = through_scheduler(ruby, host, &query, deadline)? {
         return Ok(Arc::new(Answer::Addresses(outcome)));
     }
+    if inline::answers_from_hosts_file(&query) {
+        inline::count_inline();
+        return Ok(Arc::new(Answer::Addresses(on_this_thread(&query)?)));
+    }
     in_pool(ruby, Query::Addresses(query), deadline)
+}
+
+/// Runs a lookup that cannot stall (see [`inline::answers_from_hosts_file`]) on the
+/// caller's thread, through the same [`AddrQuery::run`] as a worker's, with the GVL released
+/// as `Socket.getaddrinfo` releases it. Nothing can cut it short, so the unblocking function
+/// goes to one shared wake cell that nobody sleeps on; an interrupt that arrives meanwhile is
+/// run (and may raise) when the GVL comes back. Holding the GVL instead measured no faster
+/// (within the noise of a shared machine), and would freeze every Ruby thread should a
+/// hosts file change between the check and the call send glibc to DNS.
+fn on_this_thread(query: &AddrQuery) -> Result<Outcome, Error> {
+    // Made without a lock (racing first calls may each make one; one is kept), so nothing a
+    // forked child inherits can be held.
+    static CELL: ForkLocal<WakeCell> = ForkLocal::new();
+    let waker = CELL.get_or_make(WakeCell::default).waker();
+    loop {
+        if let Some(outcome) = nogvl::without_gvl(|| query.run(), waker)? {
+            return Ok(outcome);
+        }
+    }
 }
 
 /// Finds the names of an address before `deadline`: at once when no name service is
