@@ -71,6 +71,24 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   end
   Igai::Timeout.const_get(:Watcher).prepend(WatcherHooks)
 
+  # The watcher thread's start: a hook run once as a new watcher thread begins, before its
+  # loop takes over.
+  module StartHooks
+    class << self
+      attr_accessor :starting
+    end
+
+    private
+
+    def serve
+      hook = StartHooks.starting
+      StartHooks.starting = nil
+      hook&.call
+      super
+    end
+  end
+  Igai::Timeout.const_get(:Watcher).prepend(StartHooks)
+
   # The identity check of the ExitException -> Error conversion.
   module ConversionHooks
     def equal?(other)
@@ -227,8 +245,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   # Someone's Thread#raise on every thread reaches the watcher too: it must keep serving,
   # and no deadline it was given may be lost.
   def test_exceptions_raised_into_the_watcher_neither_stop_it_nor_lose_a_deadline
-    Igai::Timeout.timeout(1) {} # the watcher exists
-    watcher = Thread.list.find { |thread| thread.name == "Igai::Timeout watcher" }
+    watcher = watcher_thread
     poker = Thread.new do
       200.times do
         watcher.raise(IOError, "poke")
@@ -241,6 +258,26 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     poker.join
     assert watcher.alive?, "the watcher died"
     assert_operator took, :<, 3.0, "the deadline fired late"
+  end
+
+  # A Thread#raise that reaches a new watcher thread before its loop has masked interrupts
+  # (just as it starts: the first call, after a fork, or after a kill) is the same case:
+  # it used to kill the thread with the request that started it still in the queue, and
+  # that deadline was lost (the block ran its whole 2 s here).
+  def test_an_exception_raised_into_the_watcher_as_it_starts_neither_stops_it_nor_loses_a_deadline
+    watcher_thread.kill.join # the next call starts a new watcher
+    StartHooks.starting = -> { Thread.current.raise(IOError, "poke") }
+    outcome = outcome_with({}) { Igai::Timeout.timeout(0.1) { sleep 2 } }
+    assert_instance_of Igai::Timeout::Error, outcome
+    assert watcher_thread&.alive?, "the new watcher died"
+  ensure
+    StartHooks.starting = nil
+  end
+
+  # The watcher thread, started first if need be.
+  def watcher_thread
+    Igai::Timeout.timeout(1) {}
+    Thread.list.find { |thread| thread.name == "Igai::Timeout watcher" }
   end
 
   # The reduced reproduction of issue 23, bounded: 8 threads of short timeouts, one
