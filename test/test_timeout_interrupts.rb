@@ -42,25 +42,34 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   end
   Igai::Timeout.const_get(:Request).prepend(RequestHooks)
 
-  # The watcher thread's side: a hook run once as it builds the exception to raise, after
-  # it has marked the request as firing and done.
-  module FiringHooks
-    class << self
-      attr_accessor :building
-    end
+  # Hooks the watcher thread runs once at a step of its own, set by a test (in hooks, step =>
+  # proc): as it builds the exception to raise, after it has marked the request as firing and
+  # done (:building); as a new watcher thread begins, before its loop takes over (:starting).
+  module WatcherThreadHooks
+    @hooks = {}
 
+    class << self
+      attr_reader :hooks
+
+      def run(step)
+        @hooks.delete(step)&.call
+      end
+    end
+  end
+
+  # The watcher building the exception to raise.
+  module FiringHooks
     private
 
     def build
-      hook = FiringHooks.building
-      FiringHooks.building = nil
-      hook&.call
+      WatcherThreadHooks.run(:building)
       super
     end
   end
   Igai::Timeout.const_get(:Request).prepend(FiringHooks)
 
-  # The queue push that registers a request with the watcher.
+  # The queue push that registers a request with the watcher, and the start of a new watcher
+  # thread.
   module WatcherHooks
     private
 
@@ -68,26 +77,13 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
       super
       Hooks.run(:added, request)
     end
-  end
-  Igai::Timeout.const_get(:Watcher).prepend(WatcherHooks)
-
-  # The watcher thread's start: a hook run once as a new watcher thread begins, before its
-  # loop takes over.
-  module StartHooks
-    class << self
-      attr_accessor :starting
-    end
-
-    private
 
     def serve
-      hook = StartHooks.starting
-      StartHooks.starting = nil
-      hook&.call
+      WatcherThreadHooks.run(:starting)
       super
     end
   end
-  Igai::Timeout.const_get(:Watcher).prepend(StartHooks)
+  Igai::Timeout.const_get(:Watcher).prepend(WatcherHooks)
 
   # The identity check of the ExitException -> Error conversion.
   module ConversionHooks
@@ -208,7 +204,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
 
     firing = Thread::Queue.new
     release = Thread::Queue.new
-    FiringHooks.building = lambda do
+    WatcherThreadHooks.hooks[:building] = lambda do
       firing << true
       release.pop
     end
@@ -234,7 +230,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     Thread.new { report = reader.read }.join(10)
     assert_equal "returned", report, "the child's call waited for the parent's watcher"
   ensure
-    FiringHooks.building = nil
+    WatcherThreadHooks.hooks.delete(:building)
     if pid
       Process.kill(:KILL, pid) unless report
       Process.wait(pid)
@@ -266,12 +262,12 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   # that deadline was lost (the block ran its whole 2 s here).
   def test_an_exception_raised_into_the_watcher_as_it_starts_neither_stops_it_nor_loses_a_deadline
     watcher_thread.kill.join # the next call starts a new watcher
-    StartHooks.starting = -> { Thread.current.raise(IOError, "poke") }
+    WatcherThreadHooks.hooks[:starting] = -> { Thread.current.raise(IOError, "poke") }
     outcome = outcome_with({}) { Igai::Timeout.timeout(0.1) { sleep 2 } }
     assert_instance_of Igai::Timeout::Error, outcome
     assert watcher_thread&.alive?, "the new watcher died"
   ensure
-    StartHooks.starting = nil
+    WatcherThreadHooks.hooks.delete(:starting)
   end
 
   # The watcher thread, started first if need be.
