@@ -42,31 +42,45 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   end
   Igai::Timeout.const_get(:Request).prepend(RequestHooks)
 
-  # The watcher thread's side: a hook run once as it builds the exception to raise, after
-  # it has marked the request as firing and done.
-  module FiringHooks
-    class << self
-      attr_accessor :building
-    end
+  # Hooks the watcher thread runs once at a step of its own, set by a test (in hooks, step =>
+  # proc): as it builds the exception to raise, after it has marked the request as firing and
+  # done (:building); as a new watcher thread begins, before its loop takes over (:starting).
+  module WatcherThreadHooks
+    @hooks = {}
 
+    class << self
+      attr_reader :hooks
+
+      def run(step)
+        @hooks.delete(step)&.call
+      end
+    end
+  end
+
+  # The watcher building the exception to raise.
+  module FiringHooks
     private
 
     def build
-      hook = FiringHooks.building
-      FiringHooks.building = nil
-      hook&.call
+      WatcherThreadHooks.run(:building)
       super
     end
   end
   Igai::Timeout.const_get(:Request).prepend(FiringHooks)
 
-  # The queue push that registers a request with the watcher.
+  # The queue push that registers a request with the watcher, and the start of a new watcher
+  # thread.
   module WatcherHooks
     private
 
     def add(request)
       super
       Hooks.run(:added, request)
+    end
+
+    def serve
+      WatcherThreadHooks.run(:starting)
+      super
     end
   end
   Igai::Timeout.const_get(:Watcher).prepend(WatcherHooks)
@@ -190,7 +204,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
 
     firing = Thread::Queue.new
     release = Thread::Queue.new
-    FiringHooks.building = lambda do
+    WatcherThreadHooks.hooks[:building] = lambda do
       firing << true
       release.pop
     end
@@ -216,7 +230,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     Thread.new { report = reader.read }.join(10)
     assert_equal "returned", report, "the child's call waited for the parent's watcher"
   ensure
-    FiringHooks.building = nil
+    WatcherThreadHooks.hooks.delete(:building)
     if pid
       Process.kill(:KILL, pid) unless report
       Process.wait(pid)
@@ -227,8 +241,7 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
   # Someone's Thread#raise on every thread reaches the watcher too: it must keep serving,
   # and no deadline it was given may be lost.
   def test_exceptions_raised_into_the_watcher_neither_stop_it_nor_lose_a_deadline
-    Igai::Timeout.timeout(1) {} # the watcher exists
-    watcher = Thread.list.find { |thread| thread.name == "Igai::Timeout watcher" }
+    watcher = watcher_thread
     poker = Thread.new do
       200.times do
         watcher.raise(IOError, "poke")
@@ -241,6 +254,26 @@ class TestIgaiTimeoutInterrupts < Minitest::Test
     poker.join
     assert watcher.alive?, "the watcher died"
     assert_operator took, :<, 3.0, "the deadline fired late"
+  end
+
+  # A Thread#raise that reaches a new watcher thread before its loop has masked interrupts
+  # (just as it starts: the first call, after a fork, or after a kill) is the same case:
+  # it used to kill the thread with the request that started it still in the queue, and
+  # that deadline was lost (the block ran its whole 2 s here).
+  def test_an_exception_raised_into_the_watcher_as_it_starts_neither_stops_it_nor_loses_a_deadline
+    watcher_thread.kill.join # the next call starts a new watcher
+    WatcherThreadHooks.hooks[:starting] = -> { Thread.current.raise(IOError, "poke") }
+    outcome = outcome_with({}) { Igai::Timeout.timeout(0.1) { sleep 2 } }
+    assert_instance_of Igai::Timeout::Error, outcome
+    assert watcher_thread&.alive?, "the new watcher died"
+  ensure
+    WatcherThreadHooks.hooks.delete(:starting)
+  end
+
+  # The watcher thread, started first if need be.
+  def watcher_thread
+    Igai::Timeout.timeout(1) {}
+    Thread.list.find { |thread| thread.name == "Igai::Timeout watcher" }
   end
 
   # The reduced reproduction of issue 23, bounded: 8 threads of short timeouts, one

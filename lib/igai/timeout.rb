@@ -318,10 +318,17 @@ module Igai
       end
 
       def spawn
-        # A new thread inherits the interrupt mask of its creator, which may
-        # be inside Thread.handle_interrupt(Object => :never): the watcher
-        # must stay interruptible, or it could not even be killed at exit.
-        Thread.handle_interrupt(Object => :immediate) do
+        # A new thread inherits the interrupt masks of its creator: made
+        # under QUIET, the watcher is masked from its first instruction, so
+        # that an exception raised into it before serve runs (a Thread#raise
+        # on every thread, just as the thread starts) waits for its first
+        # sleep, where it is dropped, instead of killing it with requests in
+        # the queue that no caller will restart it for. Whatever masks the
+        # creator had beneath, the Object => :immediate of that sleep, the
+        # innermost, keeps the watcher interruptible there: it can be killed,
+        # at exit too. The creator, masked as well, is not interrupted
+        # between starting the thread and keeping it in @thread.
+        Thread.handle_interrupt(QUIET) do
           thread = Thread.new { serve }
           thread.name = "Igai::Timeout watcher"
           # The thread serves everyone: it belongs to the default group, not
