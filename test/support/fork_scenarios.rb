@@ -67,20 +67,22 @@ module IgaiTest
       waited[1].success? ? :ok : :failed
     end
 
-    def storm(forks, builtin:)
+    # Forks `forks` children, each resolving child_host(i) within child_limit seconds, while
+    # `threads` threads keep resolving name(thread, n) within lookup_limit seconds.
+    def forks_beside_lookups(forks, threads:, name:, lookup_limit:, child_host:, child_limit:, builtin:)
       stop = false
-      resolvers = Array.new(6) do |t|
+      resolvers = Array.new(threads) do |t|
         Thread.new do
           n = 0
           until stop
-            resolves?(t.even? ? "dual-storm#{t}-#{n % 40}.igai.test" : "localhost", 2, builtin: builtin)
+            resolves?(name.call(t, n), lookup_limit, builtin: builtin)
             n += 1
           end
         end
       end
-      sleep 0.2
+      sleep 0.3
       results = Array.new(forks) do |i|
-        pid, took = fork_child("ok-storm-child#{i}.igai.test", 3, builtin: builtin)
+        pid, took = fork_child(child_host.call(i), child_limit, builtin: builtin)
         [verdict(pid), took]
       end
       stop = true
@@ -88,25 +90,16 @@ module IgaiTest
       results
     end
 
+    def storm(forks, builtin:)
+      forks_beside_lookups(forks, threads: 6, lookup_limit: 2, child_limit: 3, builtin: builtin,
+                                  name: ->(t, n) { t.even? ? "dual-storm#{t}-#{n % 40}.igai.test" : "localhost" },
+                                  child_host: ->(i) { "ok-storm-child#{i}.igai.test" })
+    end
+
     def stalled(forks, builtin:)
-      stop = false
-      stallers = Array.new(4) do |t|
-        Thread.new do
-          n = 0
-          until stop
-            resolves?("stall-fork#{t}-#{n}.igai-stalled.test", 1, builtin: builtin)
-            n += 1
-          end
-        end
-      end
-      sleep 0.3
-      results = Array.new(forks) do
-        pid, took = fork_child("localhost", 1, builtin: builtin)
-        [verdict(pid), took]
-      end
-      stop = true
-      stallers.each(&:join)
-      results
+      forks_beside_lookups(forks, threads: 4, lookup_limit: 1, child_limit: 1, builtin: builtin,
+                                  name: ->(t, n) { "stall-fork#{t}-#{n}.igai-stalled.test" },
+                                  child_host: ->(_) { "localhost" })
     end
 
     def first_lookups(processes, builtin:)
