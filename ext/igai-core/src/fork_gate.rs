@@ -33,10 +33,12 @@ use std::io::Read;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The longest the prepare handler waits for lookups doing local work: short enough that a
-/// fork stays fast whatever the lookups do, long enough for a lookup thread that was
-/// preempted inside a lock to get a CPU back and leave it on a busy machine.
-pub const LONGEST_WAIT: Duration = Duration::from_millis(15);
+/// The longest the prepare handler waits for lookups doing local work. Local work takes
+/// microseconds, but a lookup thread preempted inside a lock (with others queued on it) may
+/// wait tens of milliseconds for a CPU on a busy machine: with 15 ms, 19 of 1000 children
+/// forked at load average 10 inherited the `__check_pf` lock and never resolved; with 100 ms
+/// none did, and the wait never reached the limit. A fork waits this long only then.
+pub const LONGEST_WAIT: Duration = Duration::from_millis(100);
 /// How often the prepare handler looks again at lookups that neither left nor wait in
 /// poll(2) (it is also woken whenever one leaves).
 const LOOK_AGAIN: Duration = Duration::from_micros(200);
