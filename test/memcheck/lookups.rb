@@ -18,7 +18,7 @@
 #   bad_args   argument errors (ArgumentError, TypeError, SocketError, RangeError)
 #   abandoned  stalled names given up by timeout:, Timeout.timeout and Thread#kill
 #   coalesced  many threads asking for the same delayed name at once
-#   withdrawn  Igai.max_workers = 2, both workers stuck on stalled names, then lookups
+#   withdrawn  Igai.max_workers = 1, the 4 threads it may have stuck on stalled names, then lookups
 #              with short timeouts that give up while queued
 #   forked     children (forked from an idle pool, with and without idle workers) that
 #              do lookups, then exit
@@ -233,22 +233,26 @@ module MemcheckLookups
       end
     end
 
-    # Both of two workers stuck on stalled names (given up at once, so abandoned); lookups
-    # then queue behind them and give up while queued, so their jobs are withdrawn. A round
-    # ends when the stalled lookups do (the bed's resolver timeout).
+    # Every thread the pool may have stuck on stalled names (given up at once, so abandoned):
+    # with max_workers 1, stuck lookups stop counting against it, up to the ceiling of 4
+    # threads (policy.rs, THREAD_CEILING); lookups then queue behind them and give up while
+    # queued, so their jobs are withdrawn. Two zones with two each, so that neither is dead
+    # before its second. A round ends when the stalled lookups do (the resolver's timeout).
+    STUCK = 4
+
     def withdrawn(n)
       saved = [Igai.max_workers, Igai.idle_timeout]
       drain # no idle worker may take the jobs meant to queue
       Igai.idle_timeout = saved[1]
-      Igai.max_workers = 2
+      Igai.max_workers = 1
       left = n
       while left.positive?
         wait_until(Bed.resolver_timeout + 10, "the stuck workers to finish") { Igai.stats[:busy].zero? }
-        # Two zones: with two workers, one zone alone may run only one lookup.
-        2.times do |i|
-          expect_error(Errno::ETIMEDOUT, "stuck") { gai(Bed.stalled_name(zone: Bed.zone("stuck#{i}")), 80, timeout: 0.05) }
+        STUCK.times do |i|
+          zone = Bed.zone("stuck#{i / 2}")
+          expect_error(Errno::ETIMEDOUT, "stuck") { gai(Bed.stalled_name(zone: zone), 80, timeout: 0.05) }
         end
-        wait_until(10, "two stuck workers") { Igai.stats.values_at(:busy, :queued) == [2, 0] }
+        wait_until(10, "#{STUCK} stuck workers") { Igai.stats.values_at(:busy, :queued) == [STUCK, 0] }
         left -= withdraw_while_stuck(left)
         check(Igai.stats[:queued].zero?, "queued jobs left behind: #{Igai.stats}")
       end
@@ -256,10 +260,10 @@ module MemcheckLookups
       Igai.max_workers, Igai.idle_timeout = saved
     end
 
-    # Lookups that give up while queued, as long as both workers stay stuck; returns how many.
+    # Lookups that give up while queued, as long as every worker stays stuck; returns how many.
     def withdraw_while_stuck(limit)
       done = 0
-      while done < limit && Igai.stats[:busy] == 2
+      while done < limit && Igai.stats[:busy] == STUCK
         begin
           if done.even?
             gai(Bed.answered_name, 80, timeout: 0.01)
@@ -267,7 +271,7 @@ module MemcheckLookups
             Timeout.timeout(0.01) { Socket.interruptible_getnameinfo(["AF_INET", 80, Bed.answered_name]) }
           end
           # Answered: only fine if a stuck lookup ended meanwhile and freed its worker.
-          check(Igai.stats[:busy] < 2, "a lookup queued behind two stuck workers was answered")
+          check(Igai.stats[:busy] < STUCK, "a lookup queued behind #{STUCK} stuck workers was answered")
         rescue Errno::ETIMEDOUT, Timeout::Error
           nil
         end
