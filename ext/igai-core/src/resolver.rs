@@ -33,9 +33,9 @@ pub type Resolver = Pool<Query, Answer>;
 pub const DEFAULT_MAX_WORKERS: usize = 64;
 /// Default time an idle lookup thread waits for work before it exits.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default number of abandoned lookups one zone may hold before its new lookups wait: two
-/// lets a retry after one lost packet start at once, and keeps 20 dead zones (40 stuck
-/// workers) from filling the default pool.
+/// Default number of stuck lookups (abandoned, or in flight past the stall threshold) begun
+/// since a zone's last answer that make it dead, so that only probes start there: two lets a
+/// retry after one lost packet start at once (see [`crate::policy`]).
 pub const DEFAULT_MAX_STUCK_PER_ZONE: usize = 2;
 /// Stack of a lookup thread. getaddrinfo(3) with glibc's DNS, files and myhostname modules
 /// uses a few tens of KiB; 256 KiB leaves ample room for other NSS modules while keeping
