@@ -52,7 +52,7 @@ module IgaiCoverage
   def expected
     found = { RUBY_VERSION => results_dir }
     MriMatrix::RUBIES.each_key do |version|
-      copy = File.join(MriMatrix::ROOT, "build/igai-#{version}")
+      copy = File.join(MriMatrix::ROOT.dir, "build/igai-#{version}")
       dirs = Dir.glob(File.join(copy, "tmp/coverage", "#{version}.*"))
       found[version] = dirs.max_by { |dir| File.mtime(dir) } || File.join(copy, "tmp/coverage", "#{version}.x")
     end
