@@ -96,6 +96,9 @@ module MemcheckLog
   EXPECTED_IN_CHILD = {
     "the parent's pool, forgotten by the fork handler (ext/igai-core/src/resolver.rs)" =>
       ->(e) { e.crate_frame&.then { |f| "#{f.function} #{f.where}".match?(/resolver::resolver|resolver\.rs/) } },
+    "the parent's hosts-file cache, forgotten by the fork handler (ext/igai-core/src/inline.rs, " \
+    "a ForkLocal)" =>
+      ->(e) { e.frames.any? { |f| f.function.include?("inline::answers_from_hosts_file") } },
     "state of the parent's threads, gone with them: a worker's std::thread handle and start " \
     "closure, a thread-local destructor registration" =>
       lambda do |e|
