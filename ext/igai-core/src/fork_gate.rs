@@ -21,12 +21,16 @@
 //! 3. keeps the gate's lock across the fork, so that the list of lookups is consistent in
 //!    the child, which empties it (the threads in it are the parent's).
 //!
+//! A lookup seen in poll(2) could still get its answer between that look and the fork, and
+//! take a lock (to sort its answers) as the fork happens. So the prepare handler parks each
+//! one for the length of the fork ([`crate::fork_park`]): a signal stops it right where its
+//! poll(2) returns, holding no lock, until the parent's handler lets it go on.
+//!
 //! So `fork` waits for lookups doing local work (microseconds to a few milliseconds), never
-//! for one waiting on the network. What remains, and CONTRIBUTING.md measures: a lookup
-//! seen in poll(2) whose answer arrives in the few microseconds between the last look and
-//! the fork may take a lock (to sort its answers) as the fork happens; and a lookup that
-//! stays in local work for longer than [`LONGEST_WAIT`] (a TCP connection to a DNS server,
-//! a thread starved of CPU) is not waited for beyond it.
+//! for one waiting on the network. What remains, and CONTRIBUTING.md describes: a lookup
+//! that stays in local work for longer than [`LONGEST_WAIT`] (a TCP connection to a DNS
+//! server, a thread starved of CPU) is not waited for beyond it; and where parking is not
+//! available (see [`crate::fork_park`]), the window above.
 
 use std::cell::RefCell;
 use std::io::Read;
@@ -46,8 +50,17 @@ const LOOK_AGAIN: Duration = Duration::from_micros(200);
 /// What the gate knows: whether a fork is under way, and the threads inside the C library.
 struct Gate {
     closed: bool,
-    /// Thread IDs (gettid) of the lookups inside the C library, one entry per lookup.
-    inside: Vec<libc::pid_t>,
+    /// The lookups inside the C library, one entry per lookup.
+    inside: Vec<Inside>,
+}
+
+/// A lookup inside the C library.
+#[derive(Clone, Copy)]
+struct Inside {
+    /// Its thread (gettid).
+    tid: libc::pid_t,
+    /// Whether its thread runs the parking signal's handler (see [`crate::fork_park`]).
+    parkable: bool,
 }
 
 static GATE: Mutex<Gate> = Mutex::new(Gate {
@@ -73,20 +86,20 @@ fn lock() -> MutexGuard<'static, Gate> {
 /// fork is under way, and the prepare handler waits for it while it does local work.
 pub fn pass<R>(call: impl FnOnce() -> R) -> R {
     crate::resolver::install_fork_handlers();
-    let tid = this_thread();
+    let (tid, parkable) = this_thread();
     {
         let mut gate = lock();
         while gate.closed {
             gate = CHANGED.wait(gate).unwrap_or_else(PoisonError::into_inner);
         }
-        gate.inside.push(tid);
+        gate.inside.push(Inside { tid, parkable });
     }
     /// Takes the thread off the list when the call returns or unwinds.
     struct Leave(libc::pid_t);
     impl Drop for Leave {
         fn drop(&mut self) {
             let mut gate = lock();
-            if let Some(at) = gate.inside.iter().position(|&tid| tid == self.0) {
+            if let Some(at) = gate.inside.iter().position(|inside| inside.tid == self.0) {
                 gate.inside.swap_remove(at);
             }
             if gate.closed {
@@ -99,26 +112,66 @@ pub fn pass<R>(call: impl FnOnce() -> R) -> R {
 }
 
 /// The `pthread_atfork` prepare handler: closes the gate and waits (at most
-/// [`LONGEST_WAIT`]) until each lookup inside has left or waits in poll(2), then holds the
-/// gate's lock across the fork. Does nothing if this thread already holds it.
+/// [`LONGEST_WAIT`]) until each lookup inside has left or waits in poll(2), parking those
+/// that wait there, then holds the gate's lock across the fork. Does nothing if this thread
+/// already holds it.
 pub(crate) fn close_for_fork() {
     if HELD_FOR_FORK.with(|held| held.borrow().is_some()) {
         return;
     }
-    let give_up = Instant::now() + LONGEST_WAIT;
     let mut gate = lock();
+    // Another thread's fork is under way: wait for it, so that one fork at a time closes
+    // the gate and parks threads.
+    while gate.closed {
+        gate = CHANGED.wait(gate).unwrap_or_else(PoisonError::into_inner);
+    }
     gate.closed = true;
+    let give_up = Instant::now() + LONGEST_WAIT;
+    let parking = crate::fork_park::available();
+    // Threads parked for this fork, and threads that refused (left poll(2) before the
+    // signal came): those are not asked again, and are judged as without parking.
+    let mut parked = Vec::new();
+    let mut refused = Vec::new();
     loop {
-        if gate.inside.is_empty() || Instant::now() >= give_up {
+        if Instant::now() >= give_up {
             break;
         }
-        let inside = gate.inside.clone();
+        let inside: Vec<Inside> = gate
+            .inside
+            .iter()
+            .filter(|inside| !parked.contains(&inside.tid))
+            .copied()
+            .collect();
+        if inside.is_empty() {
+            break;
+        }
         drop(gate);
-        let busy = inside.iter().any(|&tid| !waits_on_the_network(tid));
+        let mut busy = false;
+        let mut to_park = Vec::new();
+        for inside in inside {
+            match blocked_in_poll(inside.tid) {
+                None => busy = true,
+                Some(resume_at) if parking && inside.parkable && !refused.contains(&inside.tid) => {
+                    to_park.push((inside.tid, resume_at));
+                }
+                Some(_) => {}
+            }
+        }
+        if !to_park.is_empty() {
+            let replies = crate::fork_park::park(&to_park, give_up);
+            for (&(tid, _), did_park) in to_park.iter().zip(replies) {
+                if did_park {
+                    parked.push(tid);
+                } else {
+                    refused.push(tid);
+                    busy = true;
+                }
+            }
+        }
         gate = lock();
         if !busy {
-            // Every lookup looked at waits on the network; one that entered since cannot
-            // have (the gate is closed), and one that left needs nothing.
+            // Every lookup looked at waits on the network, parked or not; one that entered
+            // since cannot have (the gate is closed), and one that left needs nothing.
             break;
         }
         let left = give_up.saturating_duration_since(Instant::now());
@@ -133,6 +186,7 @@ pub(crate) fn close_for_fork() {
 /// The `pthread_atfork` parent handler: reopens the gate and lets waiting lookups in.
 pub(crate) fn reopen_in_parent() {
     if let Some(mut gate) = HELD_FOR_FORK.with(|held| held.borrow_mut().take()) {
+        crate::fork_park::release();
         gate.closed = false;
         drop(gate);
         CHANGED.notify_all();
@@ -143,43 +197,48 @@ pub(crate) fn reopen_in_parent() {
 /// gone in the child; the gate opens empty. Only the forking thread lives, so nobody waits.
 pub(crate) fn reopen_in_child() {
     if let Some(mut gate) = HELD_FOR_FORK.with(|held| held.borrow_mut().take()) {
+        crate::fork_park::release();
         gate.inside.clear();
         gate.closed = false;
     }
 }
 
-/// This thread's kernel thread ID.
-fn this_thread() -> libc::pid_t {
+/// This thread's kernel thread ID, and whether it runs the parking signal's handler (a
+/// thread's signal mask does not change while it makes lookups: workers block all other
+/// signals from their start, and Ruby threads block none).
+fn this_thread() -> (libc::pid_t, bool) {
     thread_local! {
-        static TID: std::cell::Cell<libc::pid_t> = const { std::cell::Cell::new(0) };
+        static THREAD: std::cell::Cell<(libc::pid_t, bool)> = const { std::cell::Cell::new((0, false)) };
     }
-    TID.with(|tid| {
-        if tid.get() == 0 {
+    THREAD.with(|thread| {
+        if thread.get().0 == 0 {
             // SAFETY: gettid(2) has no arguments and cannot fail.
-            tid.set(unsafe { libc::gettid() });
+            let tid = unsafe { libc::gettid() };
+            // The parking signal is chosen there; before, no thread would accept it.
+            crate::resolver::install_fork_handlers();
+            thread.set((tid, crate::fork_park::accepted_by_this_thread()));
         }
-        tid.get()
+        thread.get()
     })
 }
 
-/// Is thread `tid` of this process blocked in poll(2) or ppoll(2) (how glibc's resolver waits
-/// for a DNS server, holding no lock)? The kernel tells in `/proc/self/task/TID/syscall`:
-/// the number of the system call the thread is blocked in, or "running". Anything else,
-/// including an unreadable file, counts as "no".
-fn waits_on_the_network(tid: libc::pid_t) -> bool {
-    let mut text = [0u8; 32];
-    let Ok(mut file) = std::fs::File::open(format!("/proc/self/task/{tid}/syscall")) else {
-        return false;
-    };
-    let Ok(len) = file.read(&mut text) else {
-        return false;
-    };
-    let number = text[..len]
-        .split(|&byte| byte == b' ' || byte == b'\n')
-        .next()
-        .and_then(|field| std::str::from_utf8(field).ok())
-        .and_then(|field| field.parse::<libc::c_long>().ok());
-    matches!(number, Some(n) if is_poll(n))
+/// If thread `tid` of this process is blocked in poll(2) or ppoll(2) (how glibc's resolver
+/// waits for a DNS server, holding no lock), the address that call returns to. The kernel
+/// tells in `/proc/self/task/TID/syscall`: the number of the system call the thread is
+/// blocked in, its six arguments, the stack pointer and that address; or "running".
+/// Anything else, including an unreadable file, counts as "no".
+fn blocked_in_poll(tid: libc::pid_t) -> Option<usize> {
+    let mut text = [0u8; 256];
+    let mut file = std::fs::File::open(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    let len = file.read(&mut text).ok()?;
+    let text = std::str::from_utf8(&text[..len]).ok()?;
+    let mut fields = text.split_ascii_whitespace();
+    let number = fields.next()?.parse::<libc::c_long>().ok()?;
+    if !is_poll(number) {
+        return None;
+    }
+    let resume_at = fields.last()?.strip_prefix("0x")?;
+    usize::from_str_radix(resume_at, 16).ok()
 }
 
 /// The system calls glibc's resolver waits in.
@@ -201,13 +260,10 @@ mod tests {
     /// this thread (running) does not.
     #[test]
     fn a_thread_blocked_in_poll_waits_on_the_network_and_a_running_one_does_not() {
-        let (tid, stop) = thread_in_poll();
-        assert!(
-            crate::testing::eventually(|| waits_on_the_network(tid)),
-            "a thread in poll(2) was not seen there"
-        );
-        assert!(!waits_on_the_network(this_thread()));
-        stop();
+        let poller = Poller::start();
+        assert!(blocked_in_poll(poller.tid).is_some());
+        assert!(blocked_in_poll(this_thread().0).is_none());
+        poller.finish();
     }
 
     /// While the gate is closed for a fork, a new call waits; reopening lets it in.
@@ -270,13 +326,12 @@ mod tests {
     #[test]
     fn the_prepare_handler_does_not_wait_for_a_call_in_poll() {
         let _serial = crate::testing::serial();
-        let (tid, stop) = thread_in_poll();
-        assert!(crate::testing::eventually(|| waits_on_the_network(tid)));
+        let poller = Poller::start();
         let started = Instant::now();
         close_for_fork();
-        let (waited, inside) = (started.elapsed(), held_list_holds(tid));
+        let (waited, inside) = (started.elapsed(), held_list_holds(poller.tid));
         reopen_in_parent();
-        stop();
+        poller.finish();
         assert!(inside, "the call in poll(2) should still be inside");
         assert!(
             waited < LONGEST_WAIT,
@@ -284,21 +339,118 @@ mod tests {
         );
     }
 
-    /// A real fork while a call is inside: the child's gate is open and empty, so its own
-    /// calls pass at once.
+    /// A call in poll(2) whose answer comes while a fork is under way does not go on (to take
+    /// a lock the child would inherit) until the fork is over: it is parked.
+    #[test]
+    fn a_call_in_poll_is_parked_until_the_fork_is_over() {
+        let _serial = crate::testing::serial();
+        let poller = Poller::start();
+        close_for_fork();
+        poller.answer();
+        std::thread::sleep(Duration::from_millis(50));
+        let went_on_during_the_fork = poller.returned();
+        reopen_in_parent();
+        let went_on_after = crate::testing::eventually(|| poller.returned());
+        poller.finish();
+        assert!(
+            !went_on_during_the_fork,
+            "the call left poll(2) while the fork was under way"
+        );
+        assert!(went_on_after, "the call stayed parked after the fork");
+    }
+
+    /// Two threads forking at once: each one's fork finds the gate closed for it, though the
+    /// first's prepare handler lets go of the gate's lock while it looks at busy calls and
+    /// the first's parent handler reopens the gate.
+    #[test]
+    fn two_forks_at_once_each_hold_the_gate_closed() {
+        let _serial = crate::testing::serial();
+        let (inside, release, _) = busy_call();
+        let fork = |pause: Duration| {
+            std::thread::spawn(move || {
+                close_for_fork();
+                let closed = HELD_FOR_FORK.with(|held| held.borrow().as_ref().unwrap().closed);
+                std::thread::sleep(pause);
+                reopen_in_parent();
+                closed
+            })
+        };
+        let first = fork(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
+        let second = fork(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(10));
+        release.store(true, Ordering::SeqCst);
+        inside.join().unwrap();
+        assert!(first.join().unwrap(), "the first fork found the gate open");
+        assert!(
+            second.join().unwrap(),
+            "the second fork found the gate open"
+        );
+        assert!(!lock().closed, "the gate stayed closed");
+    }
+
+    /// A thread the signal finds anywhere but where the gate saw its poll(2) return to (it
+    /// moved on in between) does not park, and goes on at once.
+    #[test]
+    fn a_thread_found_elsewhere_refuses_to_park() {
+        let _serial = crate::testing::serial();
+        let poller = Poller::start();
+        let elsewhere = blocked_in_poll(poller.tid).unwrap() + 64;
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let parked = crate::fork_park::park(&[(poller.tid, elsewhere)], give_up);
+        poller.answer();
+        let went_on = crate::testing::eventually(|| poller.returned());
+        crate::fork_park::release();
+        poller.finish();
+        assert_eq!(parked, [false]);
+        assert!(went_on, "a thread that refused stayed parked");
+    }
+
+    /// Where a program took the parking signal for a handler of its own, the gate does not
+    /// send it (and works as it did without parking).
+    #[test]
+    fn no_thread_is_parked_once_the_signal_has_another_handler() {
+        let _serial = crate::testing::serial();
+        crate::resolver::install_fork_handlers();
+        let signal = crate::fork_park::signal().expect("a parking signal is installed");
+        let poller = Poller::start();
+        // SAFETY: sigaction_t is plain data; this swaps the signal's action for "ignore",
+        // keeping ours in `ours`, and puts ours back below.
+        let ours = unsafe {
+            let mut ignore: libc::sigaction = std::mem::zeroed();
+            ignore.sa_sigaction = libc::SIG_IGN;
+            let mut ours: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(signal, &ignore, &mut ours), 0);
+            ours
+        };
+        close_for_fork();
+        poller.answer();
+        let went_on = crate::testing::eventually(|| poller.returned());
+        reopen_in_parent();
+        // SAFETY: puts back the action read above.
+        unsafe { libc::sigaction(signal, &ours, std::ptr::null_mut()) };
+        poller.finish();
+        assert!(went_on, "a thread was parked through another handler");
+        assert!(crate::fork_park::available());
+    }
+
+    /// A real fork while a call is parked in poll(2): the child's gate is open and empty, so
+    /// its own calls pass at once, and the parent's call goes on after the fork.
     #[test]
     fn a_forked_child_starts_with_an_open_empty_gate() {
         let _serial = crate::testing::serial();
-        let (tid, stop) = thread_in_poll();
-        assert!(crate::testing::eventually(|| waits_on_the_network(tid)));
+        let poller = Poller::start();
         let child_ok = crate::testing::in_child(|| {
             let gate = GATE.try_lock();
             matches!(gate, Ok(ref gate) if !gate.closed && gate.inside.is_empty())
         });
         let parent_open = !lock().closed;
-        stop();
+        poller.answer();
+        let went_on = crate::testing::eventually(|| poller.returned());
+        poller.finish();
         assert!(child_ok, "the child's gate was locked, closed or not empty");
         assert!(parent_open, "the parent's gate stayed closed");
+        assert!(went_on, "the parent's call stayed parked");
     }
 
     /// Whether the gate, as held across a fork by this thread, lists thread `tid` inside.
@@ -307,7 +459,7 @@ mod tests {
         HELD_FOR_FORK.with(|held| {
             let held = held.borrow();
             let gate = held.as_ref().expect("the gate is held for a fork");
-            gate.inside.contains(&tid)
+            gate.inside.iter().any(|inside| inside.tid == tid)
         })
     }
 
@@ -319,7 +471,7 @@ mod tests {
             let release = release.clone();
             std::thread::spawn(move || {
                 pass(|| {
-                    sender.send(this_thread()).unwrap();
+                    sender.send(this_thread().0).unwrap();
                     while !release.load(Ordering::SeqCst) {
                         std::hint::spin_loop();
                     }
@@ -330,38 +482,80 @@ mod tests {
         (inside, release, tid)
     }
 
-    /// A thread inside the gate blocked in poll(2) on a pipe; returns its thread ID and a
-    /// function that ends the poll (by writing to the pipe) and joins the thread.
-    fn thread_in_poll() -> (libc::pid_t, impl FnOnce()) {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let [read, write] = fds;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            sender.send(this_thread()).unwrap();
-            pass(|| {
-                let mut fd = libc::pollfd {
-                    fd: read,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd; waits at most 30 s.
-                unsafe { libc::poll(&mut fd, 1, 30_000) };
-            });
-        });
-        let tid = receiver.recv().unwrap();
-        let stop = move || {
-            // SAFETY: writes one byte from a live local to our pipe, then closes both ends
-            // once the reader is done.
-            unsafe { libc::write(write, [1u8].as_ptr().cast(), 1) };
-            thread.join().unwrap();
+    /// A thread inside the gate blocked in poll(2) on a pipe, polling again when a signal
+    /// interrupts it (as glibc's resolver does), until a byte arrives.
+    struct Poller {
+        tid: libc::pid_t,
+        returned: Arc<AtomicBool>,
+        read: libc::c_int,
+        write: libc::c_int,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Poller {
+        fn start() -> Poller {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            let [read, write] = fds;
+            let returned = Arc::new(AtomicBool::new(false));
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let thread = {
+                let returned = returned.clone();
+                std::thread::spawn(move || {
+                    sender.send(this_thread().0).unwrap();
+                    pass(|| loop {
+                        let mut fd = libc::pollfd {
+                            fd: read,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd; waits at most 30 s.
+                        let polled = unsafe { libc::poll(&mut fd, 1, 30_000) };
+                        let interrupted = polled < 0
+                            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+                        if !interrupted {
+                            returned.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                    });
+                })
+            };
+            let tid = receiver.recv().unwrap();
+            let poller = Poller {
+                tid,
+                returned,
+                read,
+                write,
+                thread,
+            };
+            assert!(
+                crate::testing::eventually(|| blocked_in_poll(tid).is_some()),
+                "the thread was not seen in poll(2)"
+            );
+            poller
+        }
+
+        /// Writes the byte its poll(2) waits for.
+        fn answer(&self) {
+            // SAFETY: writes one byte from a live local to our pipe.
+            unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) };
+        }
+
+        /// Whether its poll(2) returned with the byte (or failed otherwise).
+        fn returned(&self) -> bool {
+            self.returned.load(Ordering::SeqCst)
+        }
+
+        /// Answers, waits for the thread, closes the pipe.
+        fn finish(self) {
+            self.answer();
+            self.thread.join().unwrap();
             // SAFETY: both descriptors are ours and closed exactly once.
             unsafe {
-                libc::close(read);
-                libc::close(write);
+                libc::close(self.read);
+                libc::close(self.write);
             }
-        };
-        (tid, stop)
+        }
     }
 }

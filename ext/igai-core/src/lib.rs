@@ -15,6 +15,7 @@
 pub mod addrinfo;
 pub mod fork_gate;
 pub mod fork_local;
+mod fork_park;
 pub mod hosts_file;
 pub mod inline;
 pub mod nameinfo;

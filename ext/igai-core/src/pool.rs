@@ -491,8 +491,9 @@ where
             return Err(std::io::Error::from_raw_os_error(code));
         }
         let shared = Arc::clone(self);
-        // The new thread inherits a fully blocked signal mask (see `signals`).
-        let _blocked = BlockedSignals::block_all();
+        // The new thread inherits a signal mask that blocks all but the fork gate's parking
+        // signal (see `signals`).
+        let _blocked = BlockedSignals::block_all_but_parking();
         std::thread::Builder::new()
             .name(self.config.thread_name.clone())
             .stack_size(self.config.stack_size)

@@ -86,10 +86,13 @@ unsafe impl Sync for OnceControl {}
 static FORK_HANDLERS: OnceControl = OnceControl(UnsafeCell::new(libc::PTHREAD_ONCE_INIT));
 
 /// Registers the `pthread_atfork` handlers (once per process): the fork gate's, and the child
-/// handler that forgets the parent's pool and the hosts-file cache ([`crate::inline`]). Called before any lookup enters the C library;
-/// the Ruby binding also calls it while the extension loads.
+/// handler that forgets the parent's pool and the hosts-file cache ([`crate::inline`]); and
+/// installs the signal the gate parks lookups with ([`crate::fork_park`]). Called before any
+/// lookup enters the C library and before the first worker starts; the Ruby binding also
+/// calls it while the extension loads.
 pub fn install_fork_handlers() {
     extern "C" fn register() {
+        crate::fork_park::install();
         // SAFETY: three `extern "C" fn()` handlers with no preconditions; glibc keeps the
         // registration for the life of the process.
         unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
