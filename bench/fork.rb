@@ -11,6 +11,8 @@
 # Scenarios:
 #   storm         200 forks while six threads resolve (DNS names and localhost, AI_ADDRCONFIG)
 #   storm, busy   the same beside two busy loops
+#   storm, pause  400 forks, each held up after igai's prepare handler (a random pause of up
+#                 to 200 µs), so that answers keep arriving during the fork
 #   first lookup  80 fresh processes fork during their very first lookup
 #   stalled       forks while four lookups stall (the built-in: 3 forks, each may wait for
 #                 the resolver's timeout)
@@ -26,6 +28,7 @@ LIB = File.expand_path("../lib", __dir__)
 SCENARIOS = [
   ["storm", %w[storm 200], %w[storm 200]],
   ["storm, busy", %w[storm 200 --busy], %w[storm 200 --busy]],
+  ["storm, pause", %w[storm 400 --pause=200], %w[storm 400 --pause=200]],
   ["first lookup", %w[first 80], %w[first 80]],
   ["stalled", %w[stalled 20], %w[stalled 3]]
 ].freeze

@@ -4,7 +4,7 @@
 # test/test_fork.rb (which asserts that no child fails) and bench/fork.rb (which prints the
 # figures, igai against the built-in lookup):
 #
-#   ruby -Ilib test/support/fork_scenarios.rb storm FORKS [--busy] [--builtin]
+#   ruby -Ilib test/support/fork_scenarios.rb storm FORKS [--busy] [--pause=MICROS] [--builtin]
 #     six threads resolve (DNS names and localhost, with AI_ADDRCONFIG) while the main thread
 #     forks FORKS times; each child resolves a DNS name, bounded by 3 s
 #   ruby -Ilib test/support/fork_scenarios.rb first PROCESSES [--busy] [--builtin]
@@ -15,8 +15,10 @@
 #     four threads keep a stalled lookup each in flight while the main thread forks FORKS
 #     times; each child resolves localhost, bounded by 1 s
 #
-# --busy runs two busy loops beside (a loaded machine); --builtin uses Socket.getaddrinfo
-# under Timeout.timeout instead of igai. Prints one JSON line: children that failed (an
+# --busy runs two busy loops beside (a loaded machine); --pause=MICROS holds each fork up for
+# a random time below MICROS µs after igai's prepare handler (a forking thread preempted at the
+# worst moment, see pause_before_each_fork); --builtin uses Socket.getaddrinfo under
+# Timeout.timeout instead of igai. Prints one JSON line: children that failed (an
 # error or their own time limit), that hung (still running 5 s later, killed), and the time
 # each fork took in the parent (worst and median, ms).
 
@@ -129,9 +131,29 @@ module IgaiTest
         worst_fork_ms: (took.last * 1000).round(2), median_fork_ms: (took[took.size / 2] * 1000).round(2) }
     end
 
+    # Registers a pthread_atfork prepare handler that spins for a random time up to `micros`
+    # µs, before igai registers its own: prepare handlers run last-registered first, so this
+    # runs after igai's and before glibc's fork copies the process, as a forking thread
+    # preempted at the worst moment on a loaded machine does. Other threads (a lookup whose
+    # answer just arrived included) run on meanwhile.
+    def pause_before_each_fork(micros)
+      require "fiddle"
+      require "fiddle/closure"
+      libc = Fiddle.dlopen(nil)
+      @pause = Fiddle::Closure::BlockCaller.new(Fiddle::TYPE_VOID, []) do
+        until_then = now + (rand(micros) / 1e6)
+        nil while now < until_then
+      end
+      # pthread_atfork itself is in libc_nonshared.a; this is what it calls (no DSO handle).
+      atfork = Fiddle::Function.new(libc["__register_atfork"], [Fiddle::TYPE_VOIDP] * 4, Fiddle::TYPE_INT)
+      atfork.call(@pause, nil, nil, nil)
+    end
+
     def main(argv)
       scenario, count = argv
       builtin = argv.include?("--builtin")
+      pause = argv.find { |arg| arg.start_with?("--pause=") }&.delete_prefix("--pause=")
+      pause_before_each_fork(Integer(pause)) if pause
       require "igai" unless builtin
       busy = argv.include?("--busy") ? Array.new(2) { Process.spawn(RbConfig.ruby, "-e", "loop {}") } : []
       scenarios = { "storm" => :storm, "first" => :first_lookups, "stalled" => :stalled }
