@@ -83,6 +83,11 @@ pub(crate) fn install() {
             }
             current
         };
+        if current.sa_sigaction == handler_address() {
+            // Installed already, by a registration a fork interrupted (the child repeats it).
+            SIGNAL.store(signal, Ordering::Release);
+            return;
+        }
         if current.sa_sigaction != libc::SIG_DFL {
             continue;
         }
@@ -295,4 +300,38 @@ const SYSCALL_INSTRUCTION: usize = 0;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 unsafe fn interrupted_at(_context: *mut libc::c_void) -> usize {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread stands at its system call's return when it is exactly there, or one system
+    /// call instruction before (a restarted call); nowhere else, and never for an unknown
+    /// address.
+    #[test]
+    fn a_thread_is_at_its_system_call_return_only_there_or_just_before() {
+        let resume_at = 0x7f00_0000_1234;
+        assert!(at_system_call_return(resume_at, resume_at));
+        assert!(at_system_call_return(
+            resume_at - SYSCALL_INSTRUCTION,
+            resume_at
+        ));
+        assert!(!at_system_call_return(resume_at + 1, resume_at));
+        assert!(!at_system_call_return(resume_at - 1, resume_at));
+        assert!(!at_system_call_return(0, 0));
+    }
+
+    /// A registration repeated (by a child forked while the first ran) keeps the signal the
+    /// first chose, instead of taking a second one.
+    #[test]
+    fn installing_again_keeps_the_signal_already_installed() {
+        // Not beside the gate's test that lends the signal to another handler.
+        let _serial = crate::testing::serial();
+        crate::resolver::install_fork_handlers();
+        let chosen = signal().expect("a parking signal is installed");
+        install();
+        assert_eq!(signal(), Some(chosen));
+        assert!(available());
+    }
 }
