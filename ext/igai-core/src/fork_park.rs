@@ -204,15 +204,7 @@ pub(crate) fn release() {
     }
     USED.store(0, Ordering::Relaxed);
     SESSION.fetch_add(1, Ordering::AcqRel);
-    // SAFETY: FUTEX_WAKE on our own static word; wakes every thread waiting on it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            SESSION.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
-    }
+    crate::wake::futex::wake(&SESSION);
 }
 
 /// The address of [`on_park_signal`], as `sigaction` holds it.
@@ -245,17 +237,7 @@ extern "C" fn on_park_signal(
             if at_system_call_return(at, resume_at) {
                 slot.reply.store(PARKED, Ordering::Release);
                 while SESSION.load(Ordering::Acquire) == session {
-                    // SAFETY: FUTEX_WAIT on our own static word, returning at once if it
-                    // no longer holds `session`; no timeout.
-                    unsafe {
-                        libc::syscall(
-                            libc::SYS_futex,
-                            SESSION.as_ptr(),
-                            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                            session,
-                            std::ptr::null::<libc::timespec>(),
-                        );
-                    }
+                    crate::wake::futex::wait(&SESSION, session, None);
                 }
             } else {
                 slot.reply.store(REFUSED, Ordering::Release);

@@ -163,8 +163,10 @@ impl Waker {
     }
 }
 
-#[cfg(all(target_os = "linux", not(feature = "portable-wake")))]
-mod futex {
+/// Futex waits and wakes (also used by [`crate::fork_park`]'s signal handler: both are one
+/// system call, async-signal-safe).
+#[cfg(target_os = "linux")]
+pub(crate) mod futex {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
 
