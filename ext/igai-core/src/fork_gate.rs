@@ -17,7 +17,10 @@
 //!    (they wait in [`pass`] for [`reopen_in_parent`] or, in the child, start afresh);
 //! 2. waits until every lookup already inside has left, or is blocked in poll(2)/ppoll(2)
 //!    (what the kernel reports in `/proc/self/task/TID/syscall`), which is where a lookup
-//!    waiting on a stalled or distant server sits; at most [`LONGEST_WAIT`] in all;
+//!    waiting on a stalled or distant server sits: as long as one runs, waits for a CPU or
+//!    waits for a lock, at most [`LONGEST_WAIT_FOR_LOCAL_WORK`]; once the others are blocked
+//!    in other system calls (a file read, or a DNS server's stalled TCP connection: the gate
+//!    cannot tell them apart), at most [`LONGEST_WAIT`];
 //! 3. keeps the gate's lock across the fork, so that the list of lookups is consistent in
 //!    the child, which empties it (the threads in it are the parent's).
 //!
@@ -27,22 +30,28 @@
 //! poll(2) returns, holding no lock, until the parent's handler lets it go on.
 //!
 //! So `fork` waits for lookups doing local work (microseconds to a few milliseconds), never
-//! for one waiting on the network. What remains, and CONTRIBUTING.md describes: a lookup
-//! that stays in local work for longer than [`LONGEST_WAIT`] (a TCP connection to a DNS
-//! server, a thread starved of CPU) is not waited for beyond it; and where parking is not
-//! available (see [`crate::fork_park`]), the window above.
+//! for one waiting on the network over UDP. What remains, and CONTRIBUTING.md describes: a
+//! lookup starved of CPU for longer than [`LONGEST_WAIT_FOR_LOCAL_WORK`] inside a lock is not
+//! waited for beyond it; a fork waits up to [`LONGEST_WAIT`] for a lookup on a stalled TCP
+//! connection; and where parking is not available (see [`crate::fork_park`]), the window
+//! above.
 
 use std::cell::RefCell;
 use std::io::Read;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The longest the prepare handler waits for lookups doing local work. Local work takes
-/// microseconds, but a lookup thread preempted inside a lock (with others queued on it) may
-/// wait tens of milliseconds for a CPU on a busy machine: with 15 ms, 19 of 1000 children
-/// forked at load average 10 inherited the `__check_pf` lock and never resolved; with 100 ms
-/// none did, and the wait never reached the limit. A fork waits this long only then.
+/// The longest the prepare handler waits for a lookup blocked in a system call other than
+/// poll(2) and futex(2): a read of a file, or a DNS server's TCP connection, which may stall
+/// (glibc holds no global lock across it, but the gate cannot tell it from a file read).
 pub const LONGEST_WAIT: Duration = Duration::from_millis(100);
+/// The longest the prepare handler waits while a lookup inside runs (or waits for a CPU) or
+/// waits for a lock (futex(2)): local work that ends as soon as it gets a CPU, but that a busy
+/// machine may starve, with one of glibc's locks held. With a 15 ms limit for all, 19 of 1000
+/// children forked at load average 10 inherited the `__check_pf` lock (its holder preempted,
+/// others queued on it) and never resolved; with 100 ms, none of 2000 did, and the wait never
+/// reached it. A fork waits this long only for a thread starved that long.
+pub const LONGEST_WAIT_FOR_LOCAL_WORK: Duration = Duration::from_secs(1);
 /// How often the prepare handler looks again at lookups that neither left nor wait in
 /// poll(2) (it is also woken whenever one leaves).
 const LOOK_AGAIN: Duration = Duration::from_micros(200);
@@ -126,13 +135,21 @@ pub(crate) fn close_for_fork() {
         gate = CHANGED.wait(gate).unwrap_or_else(PoisonError::into_inner);
     }
     gate.closed = true;
-    let give_up = Instant::now() + LONGEST_WAIT;
+    let started = Instant::now();
     let parking = crate::fork_park::available();
     // Threads parked for this fork, and threads that refused (left poll(2) before the
     // signal came): those are not asked again, and are judged as without parking.
     let mut parked = Vec::new();
     let mut refused = Vec::new();
+    // Whether the last look found a lookup running or waiting for a lock.
+    let mut working = true;
     loop {
+        let limit = if working {
+            LONGEST_WAIT_FOR_LOCAL_WORK
+        } else {
+            LONGEST_WAIT
+        };
+        let give_up = started + limit;
         if Instant::now() >= give_up {
             break;
         }
@@ -147,14 +164,18 @@ pub(crate) fn close_for_fork() {
         }
         drop(gate);
         let mut busy = false;
+        working = false;
         let mut to_park = Vec::new();
         for inside in inside {
-            match blocked_in_poll(inside.tid) {
-                None => busy = true,
-                Some(resume_at) if parking && inside.parkable && !refused.contains(&inside.tid) => {
+            match look_at(inside.tid) {
+                Seen::Working => (busy, working) = (true, true),
+                Seen::Blocked => busy = true,
+                Seen::Polling(resume_at)
+                    if parking && inside.parkable && !refused.contains(&inside.tid) =>
+                {
                     to_park.push((inside.tid, resume_at));
                 }
-                Some(_) => {}
+                Seen::Polling(_) => {}
             }
         }
         if !to_park.is_empty() {
@@ -222,23 +243,46 @@ fn this_thread() -> (libc::pid_t, bool) {
     })
 }
 
-/// If thread `tid` of this process is blocked in poll(2) or ppoll(2) (how glibc's resolver
-/// waits for a DNS server, holding no lock), the address that call returns to. The kernel
-/// tells in `/proc/self/task/TID/syscall`: the number of the system call the thread is
-/// blocked in, its six arguments, the stack pointer and that address; or "running".
-/// Anything else, including an unreadable file, counts as "no".
-fn blocked_in_poll(tid: libc::pid_t) -> Option<usize> {
+/// What the prepare handler saw a lookup's thread doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Blocked in poll(2) or ppoll(2), how glibc's resolver waits for a DNS server, holding
+    /// no lock; with the address that call returns to.
+    Polling(usize),
+    /// Running or waiting for a CPU (in no system call), or waiting for a lock (futex(2)):
+    /// local work, which ends once it gets a CPU.
+    Working,
+    /// Blocked in another system call, or not to be seen.
+    Blocked,
+}
+
+/// What thread `tid` of this process is doing. The kernel tells in
+/// `/proc/self/task/TID/syscall`: "running" (on a CPU); -1, the stack pointer and the
+/// instruction address (stopped in no system call: preempted, or in a page fault); or the
+/// number of the system call the thread is blocked in, its six arguments, the stack pointer
+/// and the address the call returns to.
+fn look_at(tid: libc::pid_t) -> Seen {
     let mut text = [0u8; 256];
-    let mut file = std::fs::File::open(format!("/proc/self/task/{tid}/syscall")).ok()?;
-    let len = file.read(&mut text).ok()?;
-    let text = std::str::from_utf8(&text[..len]).ok()?;
+    let Ok(mut file) = std::fs::File::open(format!("/proc/self/task/{tid}/syscall")) else {
+        return Seen::Blocked;
+    };
+    let Ok(len) = file.read(&mut text) else {
+        return Seen::Blocked;
+    };
+    let text = std::str::from_utf8(&text[..len]).unwrap_or("");
     let mut fields = text.split_ascii_whitespace();
-    let number = fields.next()?.parse::<libc::c_long>().ok()?;
-    if !is_poll(number) {
-        return None;
+    match fields.next().map(str::parse::<libc::c_long>) {
+        Some(Ok(number)) if is_poll(number) => {
+            let resume_at = fields.last().and_then(|field| field.strip_prefix("0x"));
+            match resume_at.and_then(|field| usize::from_str_radix(field, 16).ok()) {
+                Some(resume_at) => Seen::Polling(resume_at),
+                None => Seen::Blocked,
+            }
+        }
+        Some(Ok(-1 | libc::SYS_futex)) => Seen::Working,
+        Some(Err(_)) if text.starts_with("running") => Seen::Working,
+        _ => Seen::Blocked,
     }
-    let resume_at = fields.last()?.strip_prefix("0x")?;
-    usize::from_str_radix(resume_at, 16).ok()
 }
 
 /// The system calls glibc's resolver waits in.
@@ -256,14 +300,18 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    /// A thread blocked in poll(2) on a pipe nobody writes counts as waiting on the network;
-    /// this thread (running) does not.
+    /// A thread blocked in poll(2) on a pipe nobody writes is seen polling; a spinning one,
+    /// working.
     #[test]
-    fn a_thread_blocked_in_poll_waits_on_the_network_and_a_running_one_does_not() {
+    fn a_thread_blocked_in_poll_is_seen_polling_and_a_running_one_working() {
         let poller = Poller::start();
-        assert!(blocked_in_poll(poller.tid).is_some());
-        assert!(blocked_in_poll(this_thread().0).is_none());
+        assert!(matches!(look_at(poller.tid), Seen::Polling(_)));
         poller.finish();
+        let (inside, release, tid) = busy_call();
+        let seen = look_at(tid);
+        release.store(true, Ordering::SeqCst);
+        inside.join().unwrap();
+        assert_eq!(seen, Seen::Working);
     }
 
     /// While the gate is closed for a fork, a new call waits; reopening lets it in.
@@ -288,7 +336,7 @@ mod tests {
     }
 
     /// The prepare handler waits for a call doing local work (here: spinning), until it
-    /// leaves, but not past LONGEST_WAIT for one that never does.
+    /// leaves, but not past LONGEST_WAIT_FOR_LOCAL_WORK for one that never does.
     #[test]
     fn the_prepare_handler_waits_for_a_busy_call_and_not_longer_than_its_limit() {
         let _serial = crate::testing::serial();
@@ -318,8 +366,93 @@ mod tests {
         reopen_in_parent();
         release.store(true, Ordering::SeqCst);
         inside.join().unwrap();
+        assert!(
+            waited >= LONGEST_WAIT_FOR_LOCAL_WORK,
+            "gave up after {waited:?}"
+        );
+        assert!(
+            waited < LONGEST_WAIT_FOR_LOCAL_WORK * 3,
+            "waited {waited:?}"
+        );
+    }
+
+    /// A call waiting for a lock (futex(2)) longer than LONGEST_WAIT, as one queued behind a
+    /// starved holder of one of glibc's locks does, is still waited for.
+    #[test]
+    fn the_prepare_handler_waits_for_a_call_waiting_for_a_lock() {
+        let _serial = crate::testing::serial();
+        let held = Arc::new(Mutex::new(()));
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = {
+            let held = held.clone();
+            std::thread::spawn(move || {
+                let _holding = held.lock().unwrap();
+                locked.send(()).unwrap();
+                std::thread::sleep(LONGEST_WAIT * 2);
+            })
+        };
+        is_locked.recv().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let inside = {
+            let held = held.clone();
+            std::thread::spawn(move || {
+                pass(|| {
+                    sender.send(this_thread().0).unwrap();
+                    drop(held.lock().unwrap());
+                })
+            })
+        };
+        let tid = receiver.recv().unwrap();
+        assert!(crate::testing::eventually(|| look_at(tid) == Seen::Working));
+        close_for_fork();
+        let left_before_the_fork = !held_list_holds(tid);
+        reopen_in_parent();
+        holder.join().unwrap();
+        inside.join().unwrap();
+        assert!(
+            left_before_the_fork,
+            "the prepare handler gave up on a call waiting for a lock"
+        );
+    }
+
+    /// A call blocked in a system call other than poll(2) (here read(2), as a DNS server's
+    /// stalled TCP connection is) delays a fork by LONGEST_WAIT at most.
+    #[test]
+    fn the_prepare_handler_waits_for_a_call_blocked_in_a_read_only_briefly() {
+        let _serial = crate::testing::serial();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let [read, write] = fds;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let inside = std::thread::spawn(move || {
+            pass(|| {
+                sender.send(this_thread().0).unwrap();
+                let mut byte = [0u8];
+                // SAFETY: reads at most one byte into a live local from our pipe.
+                unsafe { libc::read(read, byte.as_mut_ptr().cast(), 1) };
+            })
+        });
+        let tid = receiver.recv().unwrap();
+        assert!(crate::testing::eventually(|| look_at(tid) == Seen::Blocked));
+        let started = Instant::now();
+        close_for_fork();
+        let waited = started.elapsed();
+        reopen_in_parent();
+        // SAFETY: writes one byte from a live local to our pipe; both ends are closed once,
+        // after the reader is done.
+        unsafe { libc::write(write, [1u8].as_ptr().cast(), 1) };
+        inside.join().unwrap();
+        // SAFETY: as above.
+        unsafe {
+            libc::close(read);
+            libc::close(write);
+        }
         assert!(waited >= LONGEST_WAIT, "gave up after {waited:?}");
-        assert!(waited < LONGEST_WAIT * 20, "waited {waited:?}");
+        assert!(
+            waited < LONGEST_WAIT_FOR_LOCAL_WORK,
+            "waited {waited:?} for a call blocked in read(2)"
+        );
     }
 
     /// The prepare handler does not wait for a call blocked in poll(2).
@@ -402,7 +535,10 @@ mod tests {
     fn a_thread_found_elsewhere_refuses_to_park() {
         let _serial = crate::testing::serial();
         let poller = Poller::start();
-        let elsewhere = blocked_in_poll(poller.tid).unwrap() + 64;
+        let Seen::Polling(resume_at) = look_at(poller.tid) else {
+            panic!("the thread left poll(2)");
+        };
+        let elsewhere = resume_at + 64;
         let give_up = Instant::now() + Duration::from_secs(10);
         let parked = crate::fork_park::park(&[(poller.tid, elsewhere)], give_up);
         poller.answer();
@@ -430,7 +566,9 @@ mod tests {
             assert_eq!(libc::sigaction(signal, &ignore, &mut ours), 0);
             ours
         };
+        let started = Instant::now();
         close_for_fork();
+        let waited = started.elapsed();
         poller.answer();
         let went_on = crate::testing::eventually(|| poller.returned());
         reopen_in_parent();
@@ -438,7 +576,31 @@ mod tests {
         unsafe { libc::sigaction(signal, &ours, std::ptr::null_mut()) };
         poller.finish();
         assert!(went_on, "a thread was parked through another handler");
+        assert!(
+            waited < LONGEST_WAIT,
+            "waited {waited:?}, for a reply to a signal sent through another handler?"
+        );
         assert!(crate::fork_park::available());
+    }
+
+    /// A thread that blocks the parking signal is not sent it (it would never reply): the
+    /// gate judges it as it did without parking.
+    #[test]
+    fn a_thread_that_blocks_the_signal_is_not_asked_to_park() {
+        let _serial = crate::testing::serial();
+        let poller = Poller::start_blocking_parking();
+        let started = Instant::now();
+        close_for_fork();
+        let waited = started.elapsed();
+        poller.answer();
+        let went_on = crate::testing::eventually(|| poller.returned());
+        reopen_in_parent();
+        poller.finish();
+        assert!(went_on, "a thread that blocks the signal was parked");
+        assert!(
+            waited < LONGEST_WAIT,
+            "waited {waited:?}, for a reply to a blocked signal?"
+        );
     }
 
     /// A real fork while a call is parked in poll(2): the child's gate is open and empty, so
@@ -501,6 +663,15 @@ mod tests {
 
     impl Poller {
         fn start() -> Poller {
+            Poller::start_with(false)
+        }
+
+        /// A poller whose thread blocks the parking signal.
+        fn start_blocking_parking() -> Poller {
+            Poller::start_with(true)
+        }
+
+        fn start_with(block_parking: bool) -> Poller {
             let mut fds = [0; 2];
             // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
             assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -510,6 +681,18 @@ mod tests {
             let thread = {
                 let returned = returned.clone();
                 std::thread::spawn(move || {
+                    if block_parking {
+                        crate::resolver::install_fork_handlers();
+                        let signal = crate::fork_park::signal().unwrap();
+                        // SAFETY: sigset_t is plain data, initialised by sigemptyset; this
+                        // thread blocks one more signal.
+                        unsafe {
+                            let mut set: libc::sigset_t = std::mem::zeroed();
+                            libc::sigemptyset(&mut set);
+                            libc::sigaddset(&mut set, signal);
+                            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                        }
+                    }
                     sender.send(this_thread().0).unwrap();
                     pass(|| loop {
                         let mut fd = libc::pollfd {
@@ -537,7 +720,7 @@ mod tests {
                 thread,
             };
             assert!(
-                crate::testing::eventually(|| blocked_in_poll(tid).is_some()),
+                crate::testing::eventually(|| matches!(look_at(tid), Seen::Polling(_))),
                 "the thread was not seen in poll(2)"
             );
             poller
