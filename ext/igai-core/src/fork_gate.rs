@@ -121,9 +121,9 @@ pub fn pass<R>(call: impl FnOnce() -> R) -> R {
 }
 
 /// The `pthread_atfork` prepare handler: closes the gate and waits (at most
-/// [`LONGEST_WAIT`]) until each lookup inside has left or waits in poll(2), parking those
-/// that wait there, then holds the gate's lock across the fork. Does nothing if this thread
-/// already holds it.
+/// [`LONGEST_WAIT_FOR_LOCAL_WORK`] while a lookup works, [`LONGEST_WAIT`] once none does)
+/// until each lookup inside has left or waits in poll(2), parking those that wait there, then
+/// holds the gate's lock across the fork. Does nothing if this thread already holds it.
 pub(crate) fn close_for_fork() {
     if HELD_FOR_FORK.with(|held| held.borrow().is_some()) {
         return;
