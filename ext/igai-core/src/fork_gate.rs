@@ -280,8 +280,10 @@ fn look_at(tid: libc::pid_t) -> Seen {
             }
         }
         Some(Ok(-1 | libc::SYS_futex)) => Seen::Working,
-        Some(Err(_)) if text.starts_with("running") => Seen::Working,
-        _ => Seen::Blocked,
+        Some(Ok(_)) => Seen::Blocked,
+        // "running"
+        Some(Err(_)) => Seen::Working,
+        None => Seen::Blocked,
     }
 }
 
@@ -527,6 +529,31 @@ mod tests {
             "the second fork found the gate open"
         );
         assert!(!lock().closed, "the gate stayed closed");
+    }
+
+    /// A thread the signal finds where the gate saw its poll(2) return to parks, replies so
+    /// before `park` returns, and stays parked until the session's release.
+    #[test]
+    fn a_thread_found_at_its_poll_return_parks_until_released() {
+        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+            return; // threads refuse under valgrind: see a_call_in_poll_is_parked_...
+        }
+        let _serial = crate::testing::serial();
+        let poller = Poller::start();
+        let Seen::Polling(resume_at) = look_at(poller.tid) else {
+            panic!("the thread left poll(2)");
+        };
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let parked = crate::fork_park::park(&[(poller.tid, resume_at)], give_up);
+        poller.answer();
+        std::thread::sleep(Duration::from_millis(50));
+        let went_on_while_parked = poller.returned();
+        crate::fork_park::release();
+        let went_on_after = crate::testing::eventually(|| poller.returned());
+        poller.finish();
+        assert_eq!(parked, [true]);
+        assert!(!went_on_while_parked, "a parked thread went on");
+        assert!(went_on_after, "a released thread stayed parked");
     }
 
     /// A thread the signal finds anywhere but where the gate saw its poll(2) return to (it

@@ -154,10 +154,12 @@ pub(crate) fn park(threads: &[(libc::pid_t, usize)], give_up: Instant) -> Vec<bo
     let Some(signal) = signal() else {
         return vec![false; threads.len()];
     };
-    if SESSION.load(Ordering::Relaxed) % 2 == 0 {
-        SESSION.fetch_add(1, Ordering::AcqRel);
+    // Only the forking thread (one at a time, see `fork_gate`) changes the session.
+    let mut session = SESSION.load(Ordering::Relaxed);
+    if session % 2 == 0 {
+        session = session.wrapping_add(1);
+        SESSION.store(session, Ordering::Release);
     }
-    let session = SESSION.load(Ordering::Relaxed);
     let mut asked = Vec::with_capacity(threads.len());
     for &(tid, resume_at) in threads {
         let at = USED.load(Ordering::Relaxed);
@@ -199,12 +201,12 @@ pub(crate) fn park(threads: &[(libc::pid_t, usize)], give_up: Instant) -> Vec<bo
 /// Ends the parking session: parked threads go back to their poll(2). Called by the fork's
 /// parent handler (and, where no parked thread exists, the child's).
 pub(crate) fn release() {
-    if SESSION.load(Ordering::Relaxed) % 2 == 0 {
-        return;
+    let session = SESSION.load(Ordering::Relaxed);
+    if session % 2 == 1 {
+        USED.store(0, Ordering::Relaxed);
+        SESSION.store(session.wrapping_add(1), Ordering::Release);
+        crate::wake::futex::wake(&SESSION);
     }
-    USED.store(0, Ordering::Relaxed);
-    SESSION.fetch_add(1, Ordering::AcqRel);
-    crate::wake::futex::wake(&SESSION);
 }
 
 /// The address of [`on_park_signal`], as `sigaction` holds it.
@@ -302,6 +304,48 @@ mod tests {
         assert!(!at_system_call_return(resume_at + 1, resume_at));
         assert!(!at_system_call_return(resume_at - 1, resume_at));
         assert!(!at_system_call_return(0, 0));
+    }
+
+    /// A thread that refuses to park goes on as if the signal had not come: a system call it
+    /// was blocked in (here read(2)) is restarted, not failed with EINTR.
+    #[test]
+    fn a_refusing_thread_goes_on_with_the_system_call_it_was_in() {
+        let _serial = crate::testing::serial();
+        crate::resolver::install_fork_handlers();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let [read, write] = fds;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            // SAFETY: gettid(2) has no arguments and cannot fail.
+            sender.send(unsafe { libc::gettid() }).unwrap();
+            let mut byte = [0u8];
+            // SAFETY: reads at most one byte into a live local from our pipe.
+            unsafe { libc::read(read, byte.as_mut_ptr().cast(), 1) }
+        });
+        let tid = receiver.recv().unwrap();
+        let in_read = || {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+                .is_ok_and(|text| text.starts_with(&format!("{} ", libc::SYS_read)))
+        };
+        assert!(
+            crate::testing::eventually(in_read),
+            "the thread never blocked in read(2)"
+        );
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let parked = park(&[(tid, 1)], give_up);
+        release();
+        // SAFETY: writes one byte from a live local to our pipe.
+        unsafe { libc::write(write, [1u8].as_ptr().cast(), 1) };
+        let got = reader.join().unwrap();
+        // SAFETY: both descriptors are ours and closed exactly once.
+        unsafe {
+            libc::close(read);
+            libc::close(write);
+        }
+        assert_eq!(parked, [false]);
+        assert_eq!(got, 1, "the interrupted read(2) failed instead of going on");
     }
 
     /// A registration repeated (by a child forked while the first ran) keeps the signal the
