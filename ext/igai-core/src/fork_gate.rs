@@ -556,6 +556,33 @@ mod tests {
         assert!(went_on_after, "a released thread stayed parked");
     }
 
+    /// A stray parking signal (sent to a thread the gate did not ask, while a fork parks
+    /// another) leaves its thread alone, though it waits in the same poll(2).
+    #[test]
+    fn a_thread_not_asked_is_not_parked_by_a_stray_signal() {
+        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+            return; // threads refuse under valgrind: see a_call_in_poll_is_parked_...
+        }
+        let _serial = crate::testing::serial();
+        let asked = Poller::start();
+        let stray = Poller::start();
+        let Seen::Polling(resume_at) = look_at(asked.tid) else {
+            panic!("the thread left poll(2)");
+        };
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let parked = crate::fork_park::park(&[(asked.tid, resume_at)], give_up);
+        let signal = crate::fork_park::signal().unwrap();
+        // SAFETY: tgkill(2) takes plain integers; it sends our own signal to our own thread.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), stray.tid, signal) };
+        stray.answer();
+        let stray_went_on = crate::testing::eventually(|| stray.returned());
+        crate::fork_park::release();
+        asked.finish();
+        stray.finish();
+        assert_eq!(parked, [true]);
+        assert!(stray_went_on, "a thread the gate did not ask was parked");
+    }
+
     /// A thread the signal finds anywhere but where the gate saw its poll(2) return to (it
     /// moved on in between) does not park, and goes on at once.
     #[test]
