@@ -338,9 +338,9 @@ mod tests {
     }
 
     /// The prepare handler waits for a call doing local work (here: spinning), until it
-    /// leaves, but not past LONGEST_WAIT_FOR_LOCAL_WORK for one that never does.
+    /// leaves...
     #[test]
-    fn the_prepare_handler_waits_for_a_busy_call_and_not_longer_than_its_limit() {
+    fn the_prepare_handler_waits_for_a_busy_call_until_it_leaves() {
         let _serial = crate::testing::serial();
         let (inside, release, tid) = busy_call();
         let leave_at = Instant::now() + Duration::from_millis(5);
@@ -360,7 +360,18 @@ mod tests {
             "the prepare handler did not wait for the call"
         );
         assert!(waited < LONGEST_WAIT * 4, "waited {waited:?}");
+    }
 
+    /// ... but not past LONGEST_WAIT_FOR_LOCAL_WORK for one that never leaves.
+    #[test]
+    fn the_prepare_handler_gives_up_on_a_busy_call_at_its_limit() {
+        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+            // `rake test:memcheck:core`: valgrind runs one thread at a time, and the others
+            // wait for their turn in a system call of its own, so the busy call is seen
+            // blocked, not working, and given up on at LONGEST_WAIT.
+            return;
+        }
+        let _serial = crate::testing::serial();
         let (inside, release, _) = busy_call();
         let started = Instant::now();
         close_for_fork();
