@@ -14,8 +14,8 @@ require_relative "igai/socket_patches"
 # +timeout:+. Lookups run on a small, bounded pool of native threads (see Igai.stats), except
 # names /etc/hosts answers, which cannot stall and run on the caller's thread (Igai.stats[:inline]).
 #
-# Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
-#                              stuck_zones:, waiting_for_zone:, inline:}
+# Igai.stats               -> {workers:, busy:, idle:, queued:, abandoned:, stuck:, coalesced:,
+#                              completed:, stuck_zones:, waiting_for_zone:, inline:}
 # Igai.stuck_zones         -> {"zone" => abandoned lookups} for zones holding abandoned lookups
 # Igai.max_workers(=)      -> cap on lookup threads idle or running lookups not stuck (default 64,
 #                              or IGAI_MAX_WORKERS); threads never exceed 4 times it

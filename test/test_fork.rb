@@ -41,8 +41,10 @@ class TestFork < IgaiTest::BedTest
     output, status = run_ruby(code, timeout: 30)
     assert status.success?, output
     report = JSON.parse(output.lines.last, symbolize_names: true)
-    assert_equal(IgaiTest::NO_STATS.merge(workers: 2, busy: 2, completed: 3),
-                 report[:parent])
+    # The two stalled lookups are stuck once in flight for 0.5 s, which a slow machine may reach.
+    assert_equal(IgaiTest::NO_STATS.merge(workers: 2, busy: 2, completed: 3).except(:stuck),
+                 report[:parent].except(:stuck))
+    assert_includes 0..2, report[:parent][:stuck]
     child = report[:child]
     refute_nil child, "the child did not report within 10 s (killed): #{output}"
     zero = IgaiTest::NO_STATS

@@ -5,18 +5,21 @@ use crate::args;
 use igai_core::{inline, resolver};
 use magnus::{value::ReprValue, Error, RHash, Ruby, Value};
 
-/// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, coalesced:, completed:,
-/// stuck_zones:, waiting_for_zone:, inline:}` for this process (a forked child starts from
-/// zero); `inline` counts lookups of `/etc/hosts` names answered on the caller's thread.
+/// `Igai.stats`: `{workers:, busy:, idle:, queued:, abandoned:, stuck:, coalesced:,
+/// completed:, stuck_zones:, waiting_for_zone:, inline:}` for this process (a forked child
+/// starts from zero); `stuck` counts running lookups abandoned or in flight past the stall
+/// threshold (they do not count against `max_workers`); `inline` counts lookups of
+/// `/etc/hosts` names answered on the caller's thread.
 pub fn stats(ruby: &Ruby) -> Result<RHash, Error> {
     let stats = resolver::resolver().stats();
     let hash = ruby.hash_new();
-    let counts: [(&str, u64); 10] = [
+    let counts: [(&str, u64); 11] = [
         ("workers", stats.workers as u64),
         ("busy", stats.busy as u64),
         ("idle", stats.idle as u64),
         ("queued", stats.queued as u64),
         ("abandoned", stats.abandoned as u64),
+        ("stuck", stats.stuck as u64),
         ("coalesced", stats.coalesced),
         ("completed", stats.completed),
         ("stuck_zones", stats.stuck_zones as u64),
