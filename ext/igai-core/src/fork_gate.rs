@@ -299,6 +299,7 @@ fn is_poll(number: libc::c_long) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestPipe;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -309,7 +310,7 @@ mod tests {
         let poller = Poller::start();
         assert!(matches!(look_at(poller.tid), Seen::Polling(_)));
         poller.finish();
-        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+        if crate::testing::under_valgrind() {
             // Under valgrind a thread not running waits for its turn in a system call of
             // valgrind's, so a spinning thread may be seen blocked.
             return;
@@ -370,7 +371,7 @@ mod tests {
     /// ... but not past LONGEST_WAIT_FOR_LOCAL_WORK for one that never leaves.
     #[test]
     fn the_prepare_handler_gives_up_on_a_busy_call_at_its_limit() {
-        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+        if crate::testing::under_valgrind() {
             // `rake test:memcheck:core`: valgrind runs one thread at a time, and the others
             // wait for their turn in a system call of its own, so the busy call is seen
             // blocked, not working, and given up on at LONGEST_WAIT.
@@ -438,17 +439,13 @@ mod tests {
     #[test]
     fn the_prepare_handler_waits_for_a_call_blocked_in_a_read_only_briefly() {
         let _serial = crate::testing::serial();
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let [read, write] = fds;
+        let pipe = TestPipe::new();
+        let read = pipe.read;
         let (sender, receiver) = std::sync::mpsc::channel();
         let inside = std::thread::spawn(move || {
             pass(|| {
                 sender.send(this_thread().0).unwrap();
-                let mut byte = [0u8];
-                // SAFETY: reads at most one byte into a live local from our pipe.
-                unsafe { libc::read(read, byte.as_mut_ptr().cast(), 1) };
+                TestPipe::read_byte(read);
             })
         });
         let tid = receiver.recv().unwrap();
@@ -457,15 +454,8 @@ mod tests {
         close_for_fork();
         let waited = started.elapsed();
         reopen_in_parent();
-        // SAFETY: writes one byte from a live local to our pipe; both ends are closed once,
-        // after the reader is done.
-        unsafe { libc::write(write, [1u8].as_ptr().cast(), 1) };
+        pipe.send();
         inside.join().unwrap();
-        // SAFETY: as above.
-        unsafe {
-            libc::close(read);
-            libc::close(write);
-        }
         assert!(waited >= LONGEST_WAIT, "gave up after {waited:?}");
         assert!(
             waited < LONGEST_WAIT_FOR_LOCAL_WORK,
@@ -494,7 +484,7 @@ mod tests {
     /// a lock the child would inherit) until the fork is over: it is parked.
     #[test]
     fn a_call_in_poll_is_parked_until_the_fork_is_over() {
-        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+        if crate::testing::under_valgrind() {
             // `rake test:memcheck:core`: valgrind runs a thread's system calls from its own
             // code, so the thread is never where /proc shows its poll(2) returning to, and
             // refuses to park (the gate then works as without parking). Memory errors are
@@ -551,7 +541,7 @@ mod tests {
     /// before `park` returns, and stays parked until the session's release.
     #[test]
     fn a_thread_found_at_its_poll_return_parks_until_released() {
-        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+        if crate::testing::under_valgrind() {
             return; // threads refuse under valgrind: see a_call_in_poll_is_parked_...
         }
         let _serial = crate::testing::serial();
@@ -576,7 +566,7 @@ mod tests {
     /// another) leaves its thread alone, though it waits in the same poll(2).
     #[test]
     fn a_thread_not_asked_is_not_parked_by_a_stray_signal() {
-        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+        if crate::testing::under_valgrind() {
             return; // threads refuse under valgrind: see a_call_in_poll_is_parked_...
         }
         let _serial = crate::testing::serial();
@@ -726,8 +716,7 @@ mod tests {
     struct Poller {
         tid: libc::pid_t,
         returned: Arc<AtomicBool>,
-        read: libc::c_int,
-        write: libc::c_int,
+        pipe: TestPipe,
         thread: std::thread::JoinHandle<()>,
     }
 
@@ -742,10 +731,8 @@ mod tests {
         }
 
         fn start_with(block_parking: bool) -> Poller {
-            let mut fds = [0; 2];
-            // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
-            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-            let [read, write] = fds;
+            let pipe = TestPipe::new();
+            let read = pipe.read;
             let returned = Arc::new(AtomicBool::new(false));
             let (sender, receiver) = std::sync::mpsc::channel();
             let thread = {
@@ -785,8 +772,7 @@ mod tests {
             let poller = Poller {
                 tid,
                 returned,
-                read,
-                write,
+                pipe,
                 thread,
             };
             assert!(
@@ -798,8 +784,7 @@ mod tests {
 
         /// Writes the byte its poll(2) waits for.
         fn answer(&self) {
-            // SAFETY: writes one byte from a live local to our pipe.
-            unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) };
+            self.pipe.send();
         }
 
         /// Whether its poll(2) returned with the byte (or failed otherwise).
@@ -807,15 +792,10 @@ mod tests {
             self.returned.load(Ordering::SeqCst)
         }
 
-        /// Answers, waits for the thread, closes the pipe.
+        /// Answers, waits for the thread, then closes the pipe (dropping it).
         fn finish(self) {
             self.answer();
             self.thread.join().unwrap();
-            // SAFETY: both descriptors are ours and closed exactly once.
-            unsafe {
-                libc::close(self.read);
-                libc::close(self.write);
-            }
         }
     }
 }

@@ -74,21 +74,15 @@ pub(crate) fn install() {
         return;
     }
     for signal in (libc::SIGRTMIN()..=libc::SIGRTMAX()).rev() {
-        // SAFETY: sigaction_t is plain data; sigaction(2) with a null new action only
-        // reads the current one into `current`.
-        let current = unsafe {
-            let mut current: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
-                continue;
-            }
-            current
+        let Some(current) = handler_of(signal) else {
+            continue;
         };
-        if current.sa_sigaction == handler_address() {
+        if current == handler_address() {
             // Installed already, by a registration a fork interrupted (the child repeats it).
             SIGNAL.store(signal, Ordering::Release);
             return;
         }
-        if current.sa_sigaction != libc::SIG_DFL {
+        if current != libc::SIG_DFL {
             continue;
         }
         // SAFETY: the action is fully initialised: our handler (an `extern "C"` function of
@@ -118,18 +112,18 @@ pub fn signal() -> Option<libc::c_int> {
 /// Whether parking can be used for this fork: a signal was installed and its handler is
 /// still ours (a program may have taken the signal since).
 pub(crate) fn available() -> bool {
-    let Some(signal) = signal() else {
-        return false;
-    };
-    // SAFETY: as in `install`: a query only.
-    let current = unsafe {
+    signal().and_then(handler_of) == Some(handler_address())
+}
+
+/// The handler `signal` has now (or SIG_DFL, SIG_IGN); None if it cannot be read.
+fn handler_of(signal: libc::c_int) -> Option<libc::sighandler_t> {
+    // SAFETY: sigaction_t is plain data; sigaction(2) with a null new action only reads the
+    // current one into `current`.
+    unsafe {
         let mut current: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
-            return false;
-        }
-        current
-    };
-    current.sa_sigaction == handler_address()
+        (libc::sigaction(signal, std::ptr::null(), &mut current) == 0)
+            .then_some(current.sa_sigaction)
+    }
 }
 
 /// Whether the calling thread would run the parking handler (does not block the signal).
@@ -289,6 +283,7 @@ unsafe fn interrupted_at(_context: *mut libc::c_void) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestPipe;
 
     /// A thread stands at its system call's return when it is exactly there, or one system
     /// call instruction before (a restarted call); nowhere else, and never for an unknown
@@ -312,17 +307,13 @@ mod tests {
     fn a_refusing_thread_goes_on_with_the_system_call_it_was_in() {
         let _serial = crate::testing::serial();
         crate::resolver::install_fork_handlers();
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let [read, write] = fds;
+        let pipe = TestPipe::new();
+        let read = pipe.read;
         let (sender, receiver) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             // SAFETY: gettid(2) has no arguments and cannot fail.
             sender.send(unsafe { libc::gettid() }).unwrap();
-            let mut byte = [0u8];
-            // SAFETY: reads at most one byte into a live local from our pipe.
-            unsafe { libc::read(read, byte.as_mut_ptr().cast(), 1) }
+            TestPipe::read_byte(read)
         });
         let tid = receiver.recv().unwrap();
         let in_read = || {
@@ -336,14 +327,8 @@ mod tests {
         let give_up = Instant::now() + Duration::from_secs(10);
         let parked = park(&[(tid, 1)], give_up);
         release();
-        // SAFETY: writes one byte from a live local to our pipe.
-        unsafe { libc::write(write, [1u8].as_ptr().cast(), 1) };
+        pipe.send();
         let got = reader.join().unwrap();
-        // SAFETY: both descriptors are ours and closed exactly once.
-        unsafe {
-            libc::close(read);
-            libc::close(write);
-        }
         assert_eq!(parked, [false]);
         assert_eq!(got, 1, "the interrupted read(2) failed instead of going on");
     }

@@ -59,3 +59,53 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Whether the tests run under valgrind (`rake test:memcheck:core` sets
+/// `IGAI_UNDER_VALGRIND`): it runs one thread at a time, from system calls of its own, so
+/// tests about what other threads are seen doing return early there.
+pub fn under_valgrind() -> bool {
+    std::env::var_os("IGAI_UNDER_VALGRIND").is_some()
+}
+
+/// A pipe for a thread to block on, in read(2) or poll(2), until [`TestPipe::send`] writes
+/// a byte. Both ends close when it is dropped (after the threads using it have ended).
+pub struct TestPipe {
+    /// The end to block on.
+    pub read: libc::c_int,
+    write: libc::c_int,
+}
+
+impl TestPipe {
+    pub fn new() -> TestPipe {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) requires.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe failed");
+        let [read, write] = fds;
+        TestPipe { read, write }
+    }
+
+    /// Writes the byte a reader waits for.
+    pub fn send(&self) {
+        // SAFETY: writes one byte from a live local to our open pipe.
+        unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) };
+    }
+
+    /// Blocks in read(2) on the pipe's read end `read` until a byte comes; what read(2)
+    /// returned.
+    pub fn read_byte(read: libc::c_int) -> isize {
+        let mut byte = [0u8];
+        // SAFETY: reads at most one byte into a live local; `read` is an open descriptor
+        // (its TestPipe outlives the reading thread).
+        unsafe { libc::read(read, byte.as_mut_ptr().cast(), 1) }
+    }
+}
+
+impl Drop for TestPipe {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are ours and closed exactly once, here.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}

@@ -557,7 +557,7 @@ mod tests {
         if crate::spin::max_spinners() == 0 {
             return; // one CPU: spinning is off by design
         }
-        if std::env::var_os("IGAI_UNDER_VALGRIND").is_some() {
+        if crate::testing::under_valgrind() {
             // `rake test:memcheck:core`: valgrind runs one thread at a time, so no spinner
             // can see another thread act. Memory errors are what that run looks for.
             return;
